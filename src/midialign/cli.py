@@ -1,0 +1,55 @@
+"""The `midialign` command line. Heavy imports (torch, librosa) happen inside commands so --help is fast."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Callable, Sequence
+
+log = logging.getLogger("midialign")
+
+# Modules that add subcommands: each has register_cli(subparsers) setting
+# `func` on its parser(s). Imported lazily-light: these modules must not import
+# torch or librosa at module level.
+_COMMAND_MODULES = ("midialign.commands",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="midialign", description="Align a piano MIDI to its recording, note by note.")
+    parser.add_argument("--version", action="version", version=f"midialign {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="only print errors")
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="print debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register_cli(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.ERROR if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", force=True)
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
+        if args.verbose:
+            log.exception("failed")
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"midialign: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

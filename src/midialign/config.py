@@ -1,0 +1,108 @@
+"""Typed, frozen configuration shared by inference and training.
+
+Time convention: frame k of every roll and feature matrix is centred on
+time k / fps seconds (librosa's ``center=True``), so a note with onset t
+starts at frame round(t * fps).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+PITCH_MIN = 21  # A0
+PITCH_MAX = 108  # C8
+N_KEYS = PITCH_MAX - PITCH_MIN + 1  # 88
+A0_HZ = 27.5
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Audio front end. 16 kHz matches MAPS; 100 fps gives 10 ms frames."""
+
+    sample_rate: int = 16000
+    fps: int = 100
+    kind: Literal["cqt", "mel"] = "cqt"
+    log: bool = True
+    n_bins: int = N_KEYS
+    bins_per_octave: int = 12
+    fmin_hz: float = A0_HZ
+    mel_n_fft: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.sample_rate % self.fps:
+            raise ValueError(f"sample_rate {self.sample_rate} must be a multiple of fps {self.fps}")
+        if self.kind not in ("cqt", "mel"):
+            raise ValueError(f"unknown feature kind {self.kind!r}")
+
+    @property
+    def hop_length(self) -> int:
+        return self.sample_rate // self.fps
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The paper's CRNN; variants are switched here, not by subclassing."""
+
+    conv_channels: tuple[int, int, int] = (16, 16, 32)
+    embed_size: int = 128
+    rnn: Literal["lstm", "gru", "none"] = "lstm"
+    rnn_hidden: int = 128
+    dropout: float = 0.5
+    midi_input: bool = True
+
+    def __post_init__(self) -> None:
+        if self.rnn not in ("lstm", "gru", "none"):
+            raise ValueError(f"unknown rnn {self.rnn!r}")
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Windowed full-piece inference and post-processing."""
+
+    window_s: float = 10.0
+    hop_s: float = 5.0
+    batch_size: int = 8
+    threshold: float = 0.5
+    # A detection further than this from its input note is not taken.
+    max_shift_s: float = 0.25
+    # Notes whose confidence falls below this keep their input time.
+    min_confidence: float = 0.3
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """How training inputs are made loose. All parameters are drawn from a seeded rng."""
+
+    jitter_s: float = 0.05
+    tempo_range: float = 0.0
+    warp_max_s: float = 0.05
+    warp_knots_per_10s: float = 2.0
+    chord_spread_s: float = 0.02
+    p_drop: float = 0.03
+    p_extra: float = 0.03
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    segment_s: float = 10.0
+    batch_size: int = 8
+    lr: float = 1e-3
+    max_epochs: int = 30
+    steps_per_epoch: int = 200
+    patience: int = 4
+    seed: int = 0
+    max_minutes: float = 80.0
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Build a frozen config from a dict, refusing unknown keys."""
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
+    return cls(**values)

@@ -1,0 +1,169 @@
+"""The CRNN of Murgul et al. (2025), its checkpoint format and windowed inference."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import N_KEYS, FeatureConfig, InferenceConfig, ModelConfig, config_from_dict, config_to_dict
+
+FORMAT_VERSION = 1
+DEFAULT_WEIGHTS = "default.pt"
+
+
+class ConvStrand(nn.Module):
+    """3 x (Conv 3x3, BatchNorm, ReLU), pooling over pitch after convs 2 and 3, then Dense + dropout."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c1, c2, c3 = cfg.conv_channels
+        block = lambda cin, cout: [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
+        self.convs = nn.Sequential(
+            *block(1, c1),
+            *block(c1, c2),
+            nn.MaxPool2d((1, 2)),
+            *block(c2, c3),
+            nn.MaxPool2d((1, 2)),
+        )
+        self.dense = nn.Sequential(nn.Linear(c3 * (N_KEYS // 4), cfg.embed_size), nn.ReLU(), nn.Dropout(cfg.dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, 88, T) -> (B, 1, T, 88) so pooling over the last axis pools pitch.
+        h = self.convs(x.transpose(1, 2).unsqueeze(1))
+        b, c, t, f = h.shape
+        return self.dense(h.permute(0, 2, 1, 3).reshape(b, t, c * f))
+
+
+class CRNN(nn.Module):
+    """Aligned-roll predictor: (roll, features) each (B, 88, T) -> logits (B, 88, T)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.audio = ConvStrand(cfg)
+        self.midi = ConvStrand(cfg) if cfg.midi_input else None
+        width = cfg.embed_size * (2 if cfg.midi_input else 1)
+        if cfg.rnn == "lstm":
+            self.rnn: nn.Module | None = nn.LSTM(width, cfg.rnn_hidden, batch_first=True, bidirectional=True)
+        elif cfg.rnn == "gru":
+            self.rnn = nn.GRU(width, cfg.rnn_hidden, batch_first=True, bidirectional=True)
+        else:
+            self.rnn = None
+        out_width = 2 * cfg.rnn_hidden if self.rnn is not None else width
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(out_width, N_KEYS)
+
+    def forward(self, roll: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        if roll.shape != feats.shape or roll.shape[1] != N_KEYS:
+            raise ValueError(f"roll {tuple(roll.shape)} and features {tuple(feats.shape)} must both be (B, 88, T)")
+        h = self.audio(feats)
+        if self.midi is not None:
+            h = torch.cat([self.midi(roll), h], dim=-1)
+        if self.rnn is not None:
+            h, _ = self.rnn(h)
+        return self.head(self.dropout(h)).transpose(1, 2)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: CRNN
+    model_cfg: ModelConfig
+    feature_cfg: FeatureConfig
+    sha256: str
+
+
+def save_checkpoint(path: str | Path, model: CRNN, feature_cfg: FeatureConfig, extra: dict | None = None) -> None:
+    """Plain tensors and dicts only: loadable with weights_only=True."""
+    from .notes import atomic_write_bytes
+    import io
+
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "configs": {"model": config_to_dict(model.cfg), "features": config_to_dict(feature_cfg)},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    if extra:
+        payload["extra"] = extra
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def default_weights_path() -> Path:
+    return Path(str(resources.files("midialign") / "weights" / DEFAULT_WEIGHTS))
+
+
+def load_model(path: str | Path | None = None) -> LoadedModel:
+    path = Path(path) if path is not None else default_weights_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model weights not found")
+    payload = torch.load(str(path), map_location="cpu", weights_only=True)
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported checkpoint format {payload.get('format_version')!r}")
+    model_cfg = config_from_dict(ModelConfig, payload["configs"]["model"])
+    feature_cfg = config_from_dict(FeatureConfig, payload["configs"]["features"])
+    model = CRNN(model_cfg)
+    model.load_state_dict(payload["state_dict"], strict=True)
+    model.eval()
+    return LoadedModel(model, model_cfg, feature_cfg, file_sha256(path))
+
+
+# ---------------------------------------------------------------- inference
+
+def _window_weight(n: int, fade: int) -> np.ndarray:
+    """Flat-top window whose linear fades sum to one where neighbours overlap."""
+    w = np.ones(n, dtype=np.float32)
+    if fade > 0:
+        ramp = (np.arange(fade, dtype=np.float32) + 0.5) / fade
+        w[:fade] = ramp
+        w[n - fade:] = ramp[::-1]
+    return w
+
+
+@torch.inference_mode()
+def predict_roll(model: CRNN, roll: np.ndarray, feats: np.ndarray, fps: int, cfg: InferenceConfig) -> np.ndarray:
+    """Probabilities (88, T) for a whole piece from overlapping windows, cross-faded.
+
+    Memory is bounded by batch_size windows, whatever the piece length.
+    """
+    if roll.shape != feats.shape:
+        raise ValueError(f"roll {roll.shape} and features {feats.shape} differ")
+    total = roll.shape[1]
+    win = int(round(cfg.window_s * fps))
+    hop = int(round(cfg.hop_s * fps))
+    if not 0 < hop <= win:
+        raise ValueError("need 0 < hop_s <= window_s")
+    model.eval()
+    if total <= win:
+        x = torch.from_numpy(np.ascontiguousarray(roll[None], dtype=np.float32))
+        f = torch.from_numpy(np.ascontiguousarray(feats[None], dtype=np.float32))
+        return torch.sigmoid(model(x, f))[0].numpy()
+    starts = list(range(0, total - win, hop)) + [total - win]
+    fade = win - hop
+    acc = np.zeros((N_KEYS, total), dtype=np.float32)
+    norm = np.zeros(total, dtype=np.float32)
+    for b in range(0, len(starts), cfg.batch_size):
+        batch = starts[b:b + cfg.batch_size]
+        x = torch.from_numpy(np.stack([roll[:, s:s + win] for s in batch]).astype(np.float32))
+        f = torch.from_numpy(np.stack([feats[:, s:s + win] for s in batch]).astype(np.float32))
+        prob = torch.sigmoid(model(x, f)).numpy()
+        for s, p in zip(batch, prob):
+            w = _window_weight(win, fade)
+            if s == 0:
+                w[:fade] = 1.0
+            if s == total - win:
+                w[win - fade:] = 1.0
+            acc[:, s:s + win] += p * w
+            norm[s:s + win] += w
+    return acc / np.maximum(norm, 1e-6)

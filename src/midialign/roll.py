@@ -1,0 +1,90 @@
+"""Binary piano rolls (88 x frames) and their conversion back to notes.
+
+Frame k is centred on time k / fps. A note covers frames
+[round(onset*fps), round(offset*fps)), at least one frame.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .config import N_KEYS, PITCH_MIN
+from .notes import Notes
+
+
+def time_to_frame(t: np.ndarray | float, fps: float) -> np.ndarray:
+    return np.rint(np.asarray(t, dtype=np.float64) * fps).astype(np.int64)
+
+
+def notes_to_roll(notes: Notes, fps: float, n_frames: int | None = None, restrike_gap: bool = True) -> np.ndarray:
+    """Binary roll of shape (88, n_frames), float32.
+
+    Where a note starts while the same pitch still sounds (or ends on the
+    very frame it starts), the frame just before the new onset is cleared so
+    the re-strike stays visible.
+    """
+    valid = np.isfinite(notes.intervals).all(axis=1)
+    iv, pitches = notes.intervals[valid], notes.pitches[valid]
+    start = np.maximum(time_to_frame(iv[:, 0], fps), 0)
+    end = np.maximum(time_to_frame(iv[:, 1], fps), start + 1)
+    if n_frames is None:
+        n_frames = int(end.max()) + 1 if len(end) else 1
+    roll = np.zeros((N_KEYS, n_frames), dtype=np.float32)
+    keys = pitches - PITCH_MIN
+    for k, s, e in zip(keys, start, end):
+        if s < n_frames:
+            roll[k, s:min(e, n_frames)] = 1.0
+    if restrike_gap:
+        for k, s in zip(keys, start):
+            if 0 < s < n_frames and _sounds_before(k, s, keys, start, end):
+                roll[k, s - 1] = 0.0
+    return roll
+
+
+def _sounds_before(key: int, frame: int, keys: np.ndarray, start: np.ndarray, end: np.ndarray) -> bool:
+    """Does another note of this key sound on the frame just before `frame`?"""
+    same = (keys == key) & (start < frame) & (end >= frame)
+    return bool(same.any())
+
+
+def roll_to_notes(prob: np.ndarray, fps: float, threshold: float = 0.5, min_frames: int = 1) -> list[tuple[int, float, float, float]]:
+    """Segment a (88, T) probability roll into notes per pitch.
+
+    Returns (pitch, onset s, offset s, mean probability) with onsets refined
+    to sub-frame precision by linear interpolation of the threshold crossing.
+    """
+    out: list[tuple[int, float, float, float]] = []
+    active = prob >= threshold
+    for key in np.flatnonzero(active.any(axis=1)):
+        row, act = prob[key], active[key].astype(np.int8)
+        edges = np.diff(np.concatenate([[0], act, [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        for s, e in zip(starts, ends):
+            if e - s < min_frames:
+                continue
+            on = _crossing(row, s, threshold)
+            off = _crossing(row, e, threshold)
+            out.append((int(key + PITCH_MIN), on / fps, off / fps, float(row[s:e].mean())))
+    out.sort(key=lambda n: (n[1], n[0]))
+    return out
+
+
+def _crossing(row: np.ndarray, k: int, threshold: float) -> float:
+    """Fractional frame of the threshold crossing between frames k-1 and k.
+
+    A hard 0->1 step at frame k maps back to exactly k, matching
+    round(t * fps) in notes_to_roll.
+    """
+    if k <= 0 or k >= len(row):
+        return float(k)
+    a, b = row[k - 1], row[k]
+    if a == b:
+        return float(k)
+    frac = (threshold - a) / (b - a)
+    return float(k - 0.5 + np.clip(frac, 0.0, 1.0))
+
+
+def pad_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad two (88, T) matrices to the longer length."""
+    n = max(a.shape[-1], b.shape[-1])
+    pad = lambda x: np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
+    return pad(a), pad(b)
