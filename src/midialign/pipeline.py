@@ -1,0 +1,199 @@
+"""The end-to-end aligner and its Python API: midialign.align(audio, midi, method=...)."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import FeatureConfig, InferenceConfig
+from .notes import InputError, Notes, read_notes, same_identity
+
+log = logging.getLogger("midialign")
+
+METHODS = ("none", "dtw", "crnn", "dtw+crnn")
+DEFAULT_METHOD = "dtw+crnn"
+
+
+@dataclass
+class Alignment:
+    """Result of an alignment. notes[i] is input_notes[i] at its new time."""
+
+    input_notes: Notes
+    notes: Notes
+    moved: np.ndarray  # (n,) bool: the refiner moved this note
+    confidence: np.ndarray  # (n,) float in [0, 1]
+    method: str
+    audio_duration_s: float
+    path: np.ndarray | None = None  # (K, 2) [input time s, audio time s] from the DTW stage
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not same_identity(self.input_notes, self.notes):
+            raise ValueError("aligned notes must keep the input's count, pitches and order")
+
+    @property
+    def share_moved(self) -> float:
+        return float(self.moved.mean()) if len(self.moved) else 0.0
+
+    def summary(self) -> dict:
+        low = np.flatnonzero(self.confidence < InferenceConfig().min_confidence)
+        return {
+            "method": self.method,
+            "n_notes": len(self.notes),
+            "audio_duration_s": round(self.audio_duration_s, 3),
+            "share_moved": round(self.share_moved, 4),
+            "n_low_confidence": int(len(low)),
+            "low_confidence_notes": low[:200].tolist(),
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+            "warnings": self.warnings,
+        }
+
+
+AudioInput = str | Path | tuple[np.ndarray, int]
+NotesInput = str | Path | Notes
+
+
+def _load_inputs(audio: AudioInput, midi: NotesInput, sample_rate: int) -> tuple[np.ndarray, Notes]:
+    from .features import check_audio, load_audio, prepare_audio
+
+    if isinstance(audio, tuple):
+        y = check_audio(prepare_audio(audio[0], int(audio[1]), sample_rate), sample_rate)
+    else:
+        y = load_audio(audio, sample_rate)
+    notes = midi if isinstance(midi, Notes) else read_notes(midi)
+    if len(notes) == 0:
+        raise InputError("the MIDI has no notes")
+    if not np.isfinite(notes.intervals).all():
+        raise InputError("note times must be finite")
+    return y, notes
+
+
+def align(
+    audio: AudioInput,
+    midi: NotesInput,
+    method: str = DEFAULT_METHOD,
+    weights: str | Path | None = None,
+    inference: InferenceConfig = InferenceConfig(),
+    model=None,
+) -> Alignment:
+    """Align notes to a recording.
+
+    audio: a path, or (samples, sample_rate) with samples (n,) or (n, channels).
+    midi: a path (.mid, .tsv/.csv, score) or a Notes list.
+    method: none | dtw | crnn | dtw+crnn (default).
+    model: an already loaded midialign.model.LoadedModel (saves reloading in batch runs).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    use_net = "crnn" in method
+    if use_net and model is None:
+        from .model import load_model
+
+        model = load_model(weights)
+        timings["load_model"] = time.perf_counter() - t0
+    fcfg = model.feature_cfg if model is not None else FeatureConfig()
+    t = time.perf_counter()
+    y, notes = _load_inputs(audio, midi, fcfg.sample_rate)
+    duration = len(y) / fcfg.sample_rate
+    timings["load"] = time.perf_counter() - t
+    warnings = _sanity_warnings(notes, duration)
+    if method == "none":
+        return Alignment(notes, notes, np.zeros(len(notes), bool), np.zeros(len(notes)), method, duration, None, timings, warnings)
+
+    from .features import compute_features
+
+    t = time.perf_counter()
+    feats = compute_features(y, fcfg)
+    timings["features"] = time.perf_counter() - t
+    current, path = notes, None
+    if method.startswith("dtw"):
+        from .coarse import DTWConfig, dtw_path, warp_notes
+
+        t = time.perf_counter()
+        cfg = DTWConfig()
+        path = dtw_path(y, fcfg.sample_rate, notes, cfg, cqt=feats, fps=fcfg.fps)
+        current = warp_notes(notes, path, cfg.bias_s)
+        timings["dtw"] = time.perf_counter() - t
+    moved = np.zeros(len(notes), bool)
+    conf = np.full(len(notes), 0.5 if path is not None else 0.0)
+    if use_net:
+        current, moved, conf = _refine(current, feats, fcfg, model, inference, timings, keep_low_confidence=path is not None)
+    timings["total"] = time.perf_counter() - t0
+    if use_net and len(notes) >= 20 and moved.mean() < 0.2:
+        warnings.append(f"only {moved.mean():.0%} of notes were found in the audio: is this the right recording?")
+    for w in warnings:
+        log.warning(w)
+    return Alignment(notes, current, moved, conf, method, duration, path, timings, warnings)
+
+
+def _refine(notes: Notes, feats: np.ndarray, fcfg: FeatureConfig, model, inference: InferenceConfig, timings: dict[str, float], keep_low_confidence: bool) -> tuple[Notes, np.ndarray, np.ndarray]:
+    from .model import predict_roll
+    from .refine import refine_notes
+    from .roll import notes_to_roll
+
+    t = time.perf_counter()
+    shift = 0.0
+    if notes.onsets.min() < 0:  # the roll has no negative frames
+        shift = -float(notes.onsets.min())
+    roll = notes_to_roll(notes.shifted(shift) if shift else notes, fcfg.fps, feats.shape[1])
+    prob = predict_roll(model.model, roll, feats, fcfg.fps, inference)
+    timings["network"] = time.perf_counter() - t
+    t = time.perf_counter()
+    refined = refine_notes(notes.shifted(shift) if shift else notes, prob, fcfg.fps, inference)
+    new = refined.notes.intervals - shift
+    conf = refined.confidence
+    moved = refined.moved
+    if keep_low_confidence:
+        # Where the network is unsure, the DTW time is the safer answer.
+        unsure = conf < inference.min_confidence
+        new[unsure] = notes.intervals[unsure]
+        moved = moved & ~unsure
+    out = notes.with_times(new, _warp_pedal(notes, new))
+    timings["postprocess"] = time.perf_counter() - t
+    return out, moved, conf
+
+
+def _warp_pedal(notes: Notes, new: np.ndarray) -> np.ndarray:
+    """Move pedal events by the median note shift around them, so pedal stays with its notes."""
+    if len(notes.pedal) == 0:
+        return notes.pedal
+    shifts = new[:, 0] - notes.onsets
+    order = np.argsort(notes.onsets)
+    t, s = notes.onsets[order], shifts[order]
+    ped = notes.pedal.copy()
+    for k, pt in enumerate(ped[:, 0]):
+        lo, hi = np.searchsorted(t, [pt - 1.0, pt + 1.0])
+        if hi > lo:
+            ped[k, 0] = pt + float(np.median(s[lo:hi]))
+    ped[:, 0] = np.maximum.accumulate(ped[:, 0])  # keep event order
+    return ped
+
+
+def _sanity_warnings(notes: Notes, audio_s: float) -> list[str]:
+    span = notes.end_time - float(np.nanmin(notes.onsets))
+    if audio_s < 0.5 * span:
+        return [f"the audio ({audio_s:.1f} s) is far shorter than the MIDI ({span:.1f} s): the result is unlikely to be right"]
+    return []
+
+
+# ---------------------------------------------------------------- CLI glue
+
+def align_cli(args) -> int:
+    """`midialign align`: read, align, write outputs atomically, never over an input."""
+    from .outputs import check_outputs
+
+    # Every output option (-o, --csv, --sv, --match, --json, --plot) is checked
+    # against the inputs before the slow part runs.
+    check_outputs(args)
+    result = align(args.audio, args.midi, method=args.method, weights=getattr(args, "weights", None))
+    from .outputs import write_outputs
+
+    write_outputs(result, args)
+    log.info("aligned %d notes with %s in %.2f s (%.0f%% moved) -> %s", len(result.notes), result.method, result.timings.get("total", 0.0), 100 * result.share_moved, args.output)
+    return 0

@@ -1,0 +1,165 @@
+"""Post-processing: from the network's aligned-roll probabilities back to the input notes.
+
+The paper's recipe (threshold, segment per pitch, match by pitch and order,
+move matched notes) with a sturdier matcher:
+- per pitch, an optimal order-preserving assignment with a squared-distance
+  cost (convex costs never cross in 1-D) and a skip cost, solved with
+  scipy's Hungarian method on independent blocks, so a note never takes a
+  detection that is nearer to its neighbour;
+- segments are split at clear dips so a quickly repeated note that the
+  network merged still gives two onsets;
+- a note without a detection follows the median shift of matched notes
+  around it (it keeps its input time when there are none).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .config import PITCH_MIN, InferenceConfig
+from .notes import Notes
+from .roll import _crossing
+
+# Confidence given to notes moved by their neighbours' shift, not by a detection.
+NEIGHBOUR_CONFIDENCE = 0.25
+NEIGHBOUR_WINDOW_S = 1.0
+MIN_DIP = 0.2
+
+
+@dataclass(frozen=True)
+class Detection:
+    pitch: int
+    onset: float
+    offset: float
+    strength: float  # peak probability in the first frames
+
+
+@dataclass(frozen=True)
+class Refined:
+    notes: Notes
+    moved: np.ndarray  # matched to a detection
+    confidence: np.ndarray
+
+
+def detect_notes(prob: np.ndarray, fps: float, threshold: float) -> list[Detection]:
+    """Segments above threshold per pitch, split at dips; onsets/offsets at sub-frame precision."""
+    out: list[Detection] = []
+    active = prob >= threshold
+    for key in np.flatnonzero(active.any(axis=1)):
+        row = prob[key]
+        edges = np.diff(np.concatenate([[0], active[key].astype(np.int8), [0]]))
+        for s, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            for a, b in _split_at_dips(row, s, e):
+                on = _crossing(row, a, threshold) if a == s else float(a)
+                off = _crossing(row, b, threshold) if b == e else float(b)
+                head = row[a:min(b, a + 3)]
+                out.append(Detection(int(key + PITCH_MIN), on / fps, off / fps, float(head.max())))
+    return out
+
+
+def _split_at_dips(row: np.ndarray, s: int, e: int) -> list[tuple[int, int]]:
+    """Cut [s, e) at local minima that drop MIN_DIP below the peaks on both sides."""
+    if e - s < 5:
+        return [(s, e)]
+    seg = row[s:e]
+    cuts = []
+    for k in range(2, len(seg) - 2):
+        if seg[k] <= seg[k - 1] and seg[k] < seg[k + 1]:
+            left, right = seg[:k].max(), seg[k + 1:].max()
+            if min(left, right) - seg[k] >= MIN_DIP:
+                cuts.append(s + k + 1)  # the re-strike starts after the dip frame
+    bounds = [s] + cuts + [e]
+    return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1) if bounds[i + 1] > bounds[i]]
+
+
+def match_pitch(onsets: np.ndarray, det_onsets: np.ndarray, max_shift: float) -> np.ndarray:
+    """For sorted input onsets of one pitch, the index of the detection each takes, or -1.
+
+    Optimal under squared distance with skip cost max_shift**2: order-preserving.
+    """
+    n, m = len(onsets), len(det_onsets)
+    result = np.full(n, -1, dtype=np.int64)
+    if n == 0 or m == 0:
+        return result
+    for note_idx, det_idx in _blocks(onsets, det_onsets, max_shift):
+        d = onsets[note_idx][:, None] - det_onsets[det_idx][None, :]
+        cost = d ** 2
+        big = 1e6
+        cost[np.abs(d) > max_shift] = big
+        skip = np.full((len(note_idx), len(note_idx)), big)
+        np.fill_diagonal(skip, max_shift ** 2)
+        rows, cols = linear_sum_assignment(np.concatenate([cost, skip], axis=1))
+        for r, c in zip(rows, cols):
+            if c < len(det_idx) and cost[r, c] < big:
+                result[note_idx[r]] = det_idx[c]
+    return result
+
+
+def _blocks(a: np.ndarray, b: np.ndarray, gap: float):
+    """Split two sorted time lists into groups separated by more than `gap`, which cannot interact."""
+    times = np.concatenate([a, b])
+    kind = np.concatenate([np.zeros(len(a), int), np.ones(len(b), int)])
+    idx = np.concatenate([np.arange(len(a)), np.arange(len(b))])
+    order = np.argsort(times, kind="stable")
+    times, kind, idx = times[order], kind[order], idx[order]
+    cuts = np.flatnonzero(np.diff(times) > gap) + 1
+    for grp in np.split(np.arange(len(times)), cuts):
+        notes = idx[grp][kind[grp] == 0]
+        dets = idx[grp][kind[grp] == 1]
+        if len(notes) and len(dets):
+            yield notes, dets
+
+
+def refine_notes(notes: Notes, prob: np.ndarray, fps: float, cfg: InferenceConfig, follow_neighbours: bool = True) -> Refined:
+    """Move each input note to its detection in the probability roll."""
+    dets = detect_notes(prob, fps, cfg.threshold)
+    new = notes.intervals.copy()
+    moved = np.zeros(len(notes), dtype=bool)
+    conf = np.zeros(len(notes))
+    by_pitch: dict[int, list[Detection]] = {}
+    for d in dets:
+        by_pitch.setdefault(d.pitch, []).append(d)
+    for pitch in np.unique(notes.pitches):
+        idx = np.flatnonzero(notes.pitches == pitch)
+        idx = idx[np.argsort(notes.onsets[idx], kind="stable")]
+        cand = sorted(by_pitch.get(int(pitch), []), key=lambda d: d.onset)
+        if not cand:
+            continue
+        det_on = np.array([d.onset for d in cand])
+        choice = match_pitch(notes.onsets[idx], det_on, cfg.max_shift_s)
+        for i, c in zip(idx, choice):
+            if c < 0:
+                continue
+            d = cand[c]
+            shift = d.onset - notes.onsets[i]
+            new[i, 0] = d.onset
+            new[i, 1] = max(d.offset, d.onset + 0.01)
+            moved[i] = True
+            conf[i] = d.strength * (1.0 - 0.5 * abs(shift) / cfg.max_shift_s)
+    if follow_neighbours:
+        _follow_neighbours(notes, new, moved, conf)
+    _keep_offsets_after_onsets(notes, new)
+    return Refined(notes.with_times(new), moved, np.clip(conf, 0.0, 1.0))
+
+
+def _follow_neighbours(notes: Notes, new: np.ndarray, moved: np.ndarray, conf: np.ndarray) -> None:
+    """Unmatched notes take the median onset shift of matched notes within NEIGHBOUR_WINDOW_S."""
+    if not moved.any():
+        return
+    t = notes.onsets[moved]
+    shifts = new[moved, 0] - t
+    order = np.argsort(t)
+    t, shifts = t[order], shifts[order]
+    for i in np.flatnonzero(~moved):
+        lo, hi = np.searchsorted(t, [notes.onsets[i] - NEIGHBOUR_WINDOW_S, notes.onsets[i] + NEIGHBOUR_WINDOW_S])
+        if hi > lo:
+            s = float(np.median(shifts[lo:hi]))
+            new[i] = notes.intervals[i] + s
+            conf[i] = NEIGHBOUR_CONFIDENCE
+
+
+def _keep_offsets_after_onsets(notes: Notes, new: np.ndarray) -> None:
+    bad = new[:, 1] < new[:, 0] + 0.01
+    new[bad, 1] = new[bad, 0] + np.maximum(notes.offsets[bad] - notes.onsets[bad], 0.01)

@@ -1,0 +1,195 @@
+"""Training of the CRNN refiner (training-only code; inference never imports this).
+
+Batches are random crops of cached recordings. The loose input is made on
+the fly from the true notes with a Generator seeded by (seed, epoch), so a
+run is deterministic and resumes exactly at an epoch boundary.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .augment import apply_timing, clip_notes, draw_timing
+from .config import AugmentConfig, FeatureConfig, ModelConfig, TrainConfig, config_to_dict
+from .data import CachedRecording, load_cache
+from .model import CRNN, save_checkpoint
+from .roll import notes_to_roll
+
+log = logging.getLogger("midialign")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    model: ModelConfig
+    features: FeatureConfig
+    augment: AugmentConfig
+    train: TrainConfig
+    # Per-crop jitter J is drawn from U(jitter_min_s, augment.jitter_s) so one model covers small and large errors.
+    jitter_min_s: float = 0.005
+
+
+RECIPES: dict[str, Recipe] = {
+    "default": Recipe(
+        ModelConfig(),
+        FeatureConfig(),
+        AugmentConfig(jitter_s=0.08, tempo_range=0.02, warp_max_s=0.06, chord_spread_s=0.03, p_drop=0.03, p_extra=0.03),
+        TrainConfig(segment_s=10.0, batch_size=8, lr=1e-3, max_epochs=40, steps_per_epoch=100, patience=6, max_minutes=70.0),
+    ),
+    # A few steps, for tests and ablation smoke runs.
+    "tiny": Recipe(
+        ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16),
+        FeatureConfig(),
+        AugmentConfig(),
+        TrainConfig(segment_s=2.0, batch_size=2, max_epochs=1, steps_per_epoch=2, patience=1, max_minutes=5.0),
+    ),
+}
+
+
+def _augment_features(feats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gain, spectral tilt and noise in the log domain: cheap stand-ins for other pianos and rooms."""
+    gain = rng.uniform(0.8, 1.2)
+    tilt = rng.uniform(-0.1, 0.1) * np.linspace(-1.0, 1.0, feats.shape[0], dtype=np.float32)[:, None]
+    noise = rng.uniform(0.0, 0.03) * rng.standard_normal(feats.shape, dtype=np.float32)
+    return np.clip(feats * gain + tilt * (feats > 0.05) + noise, 0.0, None).astype(np.float32)
+
+
+def make_example(rec: CachedRecording, start_frame: int, n_frames: int, fps: int, aug: AugmentConfig, rng: np.random.Generator, aug_features: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(input roll, features, target roll, mask) for one crop; all (88, n_frames) except mask (n_frames,)."""
+    feats = rec.features[:, start_frame:start_frame + n_frames].astype(np.float32)
+    valid = feats.shape[1]
+    t0 = start_frame / fps
+    notes = clip_notes(rec.notes, t0, t0 + n_frames / fps)
+    if len(notes):
+        loose, target = apply_timing(notes, draw_timing(notes, aug, rng))
+    else:
+        loose = target = notes
+    if aug_features:
+        feats = _augment_features(feats, rng)
+    x = notes_to_roll(loose, fps, n_frames)
+    y = notes_to_roll(target, fps, n_frames)
+    if valid < n_frames:
+        feats = np.pad(feats, ((0, 0), (0, n_frames - valid)))
+    mask = np.zeros(n_frames, dtype=np.float32)
+    mask[:valid] = 1.0
+    y[:, valid:] = 0.0
+    return x, feats, y, mask
+
+
+def sample_batch(recs: list[CachedRecording], weights: np.ndarray, recipe: Recipe, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+    fps = recipe.features.fps
+    n = int(round(recipe.train.segment_s * fps))
+    items = []
+    for _ in range(recipe.train.batch_size):
+        rec = recs[int(rng.choice(len(recs), p=weights))]
+        start = int(rng.integers(0, max(1, rec.features.shape[1] - n)))
+        jitter = float(rng.uniform(recipe.jitter_min_s, recipe.augment.jitter_s))
+        items.append(make_example(rec, start, n, fps, replace(recipe.augment, jitter_s=jitter), rng, aug_features=True))
+    return tuple(torch.from_numpy(np.stack(a)) for a in zip(*items))
+
+
+def validation_batches(recs: list[CachedRecording], recipe: Recipe, seed: int, every_s: float = 30.0, jitter_s: float = 0.05) -> list[tuple[torch.Tensor, ...]]:
+    """Fixed crops of the validation recordings with the paper's J = 50 ms jitter only."""
+    fps = recipe.features.fps
+    n = int(round(recipe.train.segment_s * fps))
+    aug = AugmentConfig(jitter_s=jitter_s, tempo_range=0.0, warp_max_s=0.0, chord_spread_s=0.0, p_drop=0.0, p_extra=0.0)
+    rng = np.random.default_rng(seed)
+    items = []
+    for rec in recs:
+        for start in range(0, max(1, rec.features.shape[1] - n), int(every_s * fps)):
+            items.append(make_example(rec, start, n, fps, aug, rng))
+    bs = recipe.train.batch_size
+    return [tuple(torch.from_numpy(np.stack(a)) for a in zip(*items[i:i + bs])) for i in range(0, len(items), bs)]
+
+
+def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    m = mask[:, None, :].expand_as(loss)
+    return (loss * m).sum() / m.sum().clamp(min=1.0)
+
+
+def train(train_cache: list[Path], val_cache: list[Path], out_dir: Path, recipe: Recipe, device: str = "auto", resume: bool = True) -> dict:
+    """Train with early stopping on validation loss. Writes last.pt (resumable), best.pt (shippable), log.csv."""
+    from tqdm import tqdm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    torch.manual_seed(recipe.train.seed)
+    recs = [r for c in train_cache for r in load_cache(c)]
+    val_recs = [r for c in val_cache for r in load_cache(c)]
+    if not recs:
+        raise ValueError("no training recordings in the cache")
+    weights = np.array([r.features.shape[1] for r in recs], dtype=np.float64)
+    weights /= weights.sum()
+    val = validation_batches(val_recs, recipe, recipe.train.seed) if val_recs else []
+
+    model = CRNN(recipe.model).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=recipe.train.lr)
+    state_path, best_path, log_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "log.csv"
+    epoch, best, bad_epochs, elapsed = 0, float("inf"), 0, 0.0
+    if resume and state_path.exists():
+        st = torch.load(state_path, map_location=dev, weights_only=True)
+        model.load_state_dict(st["model"], strict=True)
+        opt.load_state_dict(st["optimizer"])
+        epoch, best, bad_epochs, elapsed = int(st["epoch"]), float(st["best"]), int(st["bad_epochs"]), float(st["elapsed"])
+        log.info("resumed %s at epoch %d (best val %.4f)", state_path, epoch, best)
+    (out_dir / "recipe.json").write_text(json.dumps({k: config_to_dict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in recipe.__dict__.items()}, indent=1))
+
+    tc = recipe.train
+    while epoch < tc.max_epochs and bad_epochs < tc.patience and elapsed < tc.max_minutes * 60:
+        t_start = time.time()
+        rng = np.random.default_rng([tc.seed, epoch])
+        torch.manual_seed(tc.seed * 100003 + epoch)
+        model.train()
+        losses = []
+        bar = tqdm(range(tc.steps_per_epoch), desc=f"epoch {epoch}", leave=False)
+        for _ in bar:
+            x, f, y, m = (t.to(dev) for t in sample_batch(recs, weights, recipe, rng))
+            loss = masked_bce(model(x, f), y, m)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            losses.append(float(loss))
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        val_loss = evaluate_loss(model, val, dev) if val else float(np.mean(losses))
+        epoch += 1
+        elapsed += time.time() - t_start
+        improved = val_loss < best
+        if improved:
+            best, bad_epochs = val_loss, 0
+            save_checkpoint(best_path, model.cpu(), recipe.features, extra={"epoch": epoch, "val_loss": val_loss})
+            model.to(dev)
+        else:
+            bad_epochs += 1
+        _append_log(log_path, epoch, float(np.mean(losses)), val_loss, time.time() - t_start)
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best, "bad_epochs": bad_epochs, "elapsed": elapsed}, state_path)
+        log.info("epoch %d: train %.4f val %.4f%s (%.0f s)", epoch, np.mean(losses), val_loss, " *" if improved else "", time.time() - t_start)
+    return {"epochs": epoch, "best_val_loss": best, "minutes": elapsed / 60}
+
+
+@torch.inference_mode()
+def evaluate_loss(model: CRNN, batches: list[tuple[torch.Tensor, ...]], dev: torch.device) -> float:
+    model.eval()
+    total, weight = 0.0, 0.0
+    for x, f, y, m in batches:
+        x, f, y, m = x.to(dev), f.to(dev), y.to(dev), m.to(dev)
+        total += float(masked_bce(model(x, f), y, m)) * float(m.sum())
+        weight += float(m.sum())
+    return total / max(weight, 1.0)
+
+
+def _append_log(path: Path, epoch: int, train_loss: float, val_loss: float, seconds: float) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(["epoch", "train_loss", "val_loss", "seconds"])
+        w.writerow([epoch, f"{train_loss:.5f}", f"{val_loss:.5f}", f"{seconds:.1f}"])

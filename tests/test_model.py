@@ -1,0 +1,183 @@
+"""The CRNN, windowed inference, post-processing and a training smoke run."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from midialign.config import FeatureConfig, InferenceConfig, ModelConfig
+from midialign.model import CRNN, load_model, predict_roll, save_checkpoint
+from midialign.notes import Notes, write_note_table
+from midialign.refine import detect_notes, match_pitch, refine_notes
+
+TINY = ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16)
+
+
+@pytest.mark.parametrize("rnn", ["lstm", "gru", "none"])
+@pytest.mark.parametrize("midi_input", [True, False])
+def test_shapes_for_every_variant(rnn, midi_input):
+    torch.manual_seed(0)
+    model = CRNN(ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16, rnn=rnn, midi_input=midi_input))
+    x = torch.rand(2, 88, 37)
+    assert model(x, x).shape == (2, 88, 37)
+    with pytest.raises(ValueError):
+        model(torch.rand(2, 88, 37), torch.rand(2, 88, 36))
+
+
+def test_blind_model_ignores_the_midi():
+    torch.manual_seed(0)
+    model = CRNN(ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16, midi_input=False)).eval()
+    f = torch.rand(1, 88, 20)
+    assert torch.equal(model(torch.zeros(1, 88, 20), f), model(torch.ones(1, 88, 20), f))
+
+
+def test_masked_loss_ignores_padding():
+    from midialign.train import masked_bce
+
+    logits = torch.zeros(1, 88, 10)
+    target = torch.zeros(1, 88, 10)
+    mask = torch.ones(1, 10)
+    mask[:, 5:] = 0
+    base = masked_bce(logits, target, mask)
+    target[:, :, 5:] = 1.0  # garbage in the padded part
+    assert torch.isclose(masked_bce(logits, target, mask), base)
+
+
+def test_windowed_inference_equals_single_pass_on_short_input():
+    torch.manual_seed(0)
+    model = CRNN(TINY).eval()
+    rng = np.random.default_rng(0)
+    roll = (rng.random((88, 300)) > 0.9).astype(np.float32)
+    feats = rng.random((88, 300)).astype(np.float32)
+    single = torch.sigmoid(model(torch.from_numpy(roll[None]), torch.from_numpy(feats[None])))[0].detach().numpy()
+    windowed = predict_roll(model, roll, feats, 100, InferenceConfig(window_s=4.0, hop_s=2.0))
+    np.testing.assert_allclose(windowed, single, atol=1e-6)
+
+
+def test_windowed_inference_has_no_seams():
+    """A frame-local model (no RNN) must give the single-pass answer away from the piece edges."""
+    torch.manual_seed(0)
+    model = CRNN(ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn="none")).eval()
+    rng = np.random.default_rng(1)
+    roll = (rng.random((88, 1000)) > 0.9).astype(np.float32)
+    feats = rng.random((88, 1000)).astype(np.float32)
+    single = torch.sigmoid(model(torch.from_numpy(roll[None]), torch.from_numpy(feats[None])))[0].detach().numpy()
+    windowed = predict_roll(model, roll, feats, 100, InferenceConfig(window_s=2.0, hop_s=1.0, batch_size=3))
+    assert windowed.shape == single.shape
+    assert np.abs(windowed - single).max() < 0.05
+
+
+def _prob_roll(segments, n=300, fps=100):
+    prob = np.zeros((88, n), np.float32)
+    for pitch, on, off, p in segments:
+        prob[pitch - 21, int(round(on * fps)):int(round(off * fps))] = p
+    return prob
+
+
+def test_postprocessing_moves_notes_to_their_detections():
+    notes = Notes([[0.50, 0.90], [1.00, 1.40], [1.05, 1.50]], [60, 60, 64], [64] * 3)
+    prob = _prob_roll([(60, 0.53, 0.95, 0.9), (60, 1.02, 1.42, 0.9), (64, 1.10, 1.60, 0.8)])
+    out = refine_notes(notes, prob, 100, InferenceConfig())
+    np.testing.assert_allclose(out.notes.onsets, [0.53, 1.02, 1.10], atol=0.006)
+    np.testing.assert_allclose(out.notes.offsets, [0.95, 1.42, 1.60], atol=0.006)
+    assert out.moved.all() and (out.confidence > 0.5).all()
+
+
+def test_postprocessing_with_a_missing_detection_follows_neighbours():
+    notes = Notes([[0.50, 0.90], [0.52, 0.90], [2.0, 2.5]], [60, 67, 72], [64] * 3)
+    prob = _prob_roll([(60, 0.55, 0.95, 0.9)])  # 67 and 72 not detected
+    out = refine_notes(notes, prob, 100, InferenceConfig())
+    assert out.moved.tolist() == [True, False, False]
+    assert abs(out.notes.onsets[1] - 0.57) < 0.006  # takes its neighbour's +50 ms shift
+    assert out.notes.onsets[2] == 2.0  # nobody near: keeps its input time
+    assert out.confidence[2] == 0.0
+    plain = refine_notes(notes, prob, 100, InferenceConfig(), follow_neighbours=False)
+    assert plain.notes.onsets[1] == 0.52
+
+
+def test_postprocessing_splits_a_merged_repeated_note():
+    """The network merged two strikes of 60 into one segment with a dip: both notes still find their onset."""
+    notes = Notes([[0.50, 0.70], [0.74, 1.00]], [60, 60], [64, 64])
+    prob = _prob_roll([(60, 0.52, 1.02, 0.95)])
+    prob[60 - 21, 76] = 0.6  # a shallow dip, still above threshold
+    out = refine_notes(notes, prob, 100, InferenceConfig())
+    assert out.moved.all()
+    assert abs(out.notes.onsets[0] - 0.52) < 0.006
+    assert abs(out.notes.onsets[1] - 0.77) < 0.006
+
+
+def test_matching_never_takes_the_neighbours_detection():
+    # Two notes, one detection right between them but nearer the second: only the second takes it.
+    choice = match_pitch(np.array([1.0, 1.2]), np.array([1.15]), 0.25)
+    assert choice.tolist() == [-1, 0]
+    # Order is preserved even when a naive nearest match would cross.
+    choice = match_pitch(np.array([1.0, 1.1]), np.array([1.08, 1.12]), 0.25)
+    assert choice.tolist() == [0, 1]
+
+
+def test_checkpoint_round_trip_strict(tmp_path):
+    torch.manual_seed(0)
+    model = CRNN(TINY)
+    save_checkpoint(tmp_path / "m.pt", model, FeatureConfig())
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert set(payload) >= {"format_version", "configs", "state_dict"}
+    loaded = load_model(tmp_path / "m.pt")
+    assert loaded.model_cfg == TINY and len(loaded.sha256) == 64
+    payload["state_dict"]["unexpected"] = torch.zeros(1)
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(RuntimeError, match="unexpected"):
+        load_model(tmp_path / "bad.pt")
+
+
+def _tiny_cache(root: Path, n: int = 2) -> Path:
+    """A feature cache of random features and a few notes, as build_cache writes it."""
+    cache = root / "cache"
+    cache.mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        np.save(cache / f"r{i}.npy", rng.random((88, 500)).astype(np.float16))
+        notes = Notes([[0.5, 1.0], [1.5, 2.5], [3.0, 3.5]], [60, 64, 67], [64] * 3)
+        write_note_table(notes, cache / f"r{i}.tsv")
+        rows.append({"stem": f"r{i}", "features": f"r{i}.npy", "annotation": str(cache / f"r{i}.tsv"), "n_frames": 500})
+    (cache / "manifest.json").write_text(json.dumps({"recordings": rows}))
+    return cache
+
+
+def test_two_training_steps_lower_the_loss(tmp_path):
+    from midialign.train import RECIPES, masked_bce, sample_batch
+    from midialign.data import load_cache
+
+    torch.manual_seed(0)
+    recipe = RECIPES["tiny"]
+    recs = load_cache(_tiny_cache(tmp_path))
+    batch = sample_batch(recs, np.array([0.5, 0.5]), recipe, np.random.default_rng(0))
+    model = CRNN(recipe.model)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(3):
+        loss = masked_bce(model(batch[0], batch[1]), batch[2], batch[3])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[2] < losses[0]
+
+
+def test_train_command_is_resumable_and_deterministic(tmp_path):
+    from midialign.cli import main
+
+    cache = _tiny_cache(tmp_path)
+    args = ["train", "--recipe", "tiny", "--cache", str(cache), "--val-cache", str(cache)]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    a = torch.load(tmp_path / "a" / "best.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "best.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log_lines = (tmp_path / "a" / "log.csv").read_text().splitlines()
+    assert len(log_lines) == 2  # header + one epoch
+    # Resuming a finished run trains nothing more.
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert len((tmp_path / "a" / "log.csv").read_text().splitlines()) == 2
