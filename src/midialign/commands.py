@@ -9,10 +9,12 @@ log = logging.getLogger("midialign")
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
     _register_align(sub)
+    _register_make_cases(sub)
     _register_make_dataset(sub)
     _register_train(sub)
     _register_evaluate(sub)
     _register_bench(sub)
+    _register_batch(sub)
     # -- other subcommands register below (one function each) --
 
 
@@ -75,6 +77,8 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/default", help="run directory (checkpoints, log.csv)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
+    p.add_argument("--max-minutes", type=float, help="override the recipe's training-time budget")
+    p.add_argument("--max-epochs", type=int, help="override the recipe's epoch limit")
     p.set_defaults(func=_run_train)
 
 
@@ -85,7 +89,14 @@ def _run_train(args: argparse.Namespace) -> int:
 
     if args.recipe not in RECIPES:
         raise ValueError(f"unknown recipe {args.recipe!r}; choose from {sorted(RECIPES)}")
-    result = train([Path(c) for c in args.cache], [Path(c) for c in args.val_cache], Path(args.out), RECIPES[args.recipe], args.device, resume=not args.restart)
+    from dataclasses import replace
+
+    recipe = RECIPES[args.recipe]
+    if args.max_minutes is not None:
+        recipe = replace(recipe, train=replace(recipe.train, max_minutes=args.max_minutes))
+    if args.max_epochs is not None:
+        recipe = replace(recipe, train=replace(recipe.train, max_epochs=args.max_epochs))
+    result = train([Path(c) for c in args.cache], [Path(c) for c in args.val_cache], Path(args.out), recipe, args.device, resume=not args.restart)
     log.info("trained %d epochs in %.1f min, best val loss %.4f; weights in %s/best.pt", result["epochs"], result["minutes"], result["best_val_loss"], args.out)
     return 0
 
@@ -149,4 +160,63 @@ def _run_bench(args: argparse.Namespace) -> int:
         return align(audio, midi, method=method, weights=weights).notes
 
     run_bench([Path(d) for d in args.case_dirs], methods, align_fn, Path(args.out), Path(args.md) if args.md else None)
+    return 0
+
+
+# ---------------------------------------------------------------- batch
+
+def _register_batch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("batch", help="align many (audio, MIDI) pairs; resumable, parallel")
+    p.add_argument("pairs", metavar="PAIRS.csv|DIR", help="CSV with columns audio,midi[,name] (paths relative to it), or a folder of audio files with same-stem MIDIs")
+    p.add_argument("--out", required=True, help="output folder: <name>.mid, <name>.json, batch_summary.csv")
+    p.add_argument("--jobs", type=int, default=1, help="parallel workers (default: 1)")
+    p.add_argument("--method", default="dtw+crnn", choices=["none", "dtw", "crnn", "dtw+crnn"], help="default: dtw+crnn")
+    p.add_argument("--weights", help="model checkpoint (default: the shipped model)")
+    p.add_argument("--executor", default="local", choices=["local", "ray"], help="local processes (default) or Ray (optional extra)")
+    p.set_defaults(func=_run_batch)
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .batch import SUMMARY_NAME, BatchConfig, find_pairs, format_table, run_batch
+
+    pairs = find_pairs(args.pairs)
+    cfg = BatchConfig(Path(args.out), args.method, Path(args.weights) if args.weights else None, args.jobs, args.executor, progress=not args.quiet)
+    results = run_batch(pairs, cfg)
+    if not args.quiet:
+        print(format_table(results))  # the table the user asked for, on stdout
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        log.error("%d of %d pairs failed (see %s)", len(failed), len(results), Path(args.out) / SUMMARY_NAME)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------- make-cases
+
+def _register_make_cases(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("make-cases", help="build validation case folders (audio, input.mid, reference.tsv, meta.json)")
+    p.add_argument("--maps", help="MAPS root (with manifest.csv and reserved_pieces.txt)")
+    p.add_argument("--asap", help="(n)ASAP root (with metadata.csv)")
+    p.add_argument("--out", required=True, help="output folder; finished cases are skipped")
+    p.add_argument("--sets", default="maps_am_jitter50,maps_am_jitter100,maps_am_tempo,asap_score",
+                   help="comma-separated case sets (default: all four)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--asap-count", type=int, default=30, help="number of (n)ASAP performances (default 30)")
+    p.set_defaults(func=_run_make_cases)
+
+
+def _run_make_cases(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from .cases import make_cases, summarize
+
+    sets = tuple(s.strip() for s in args.sets.split(",") if s.strip())
+    t0 = time.time()
+    result = make_cases(Path(args.maps) if args.maps else None, Path(args.asap) if args.asap else None,
+                        Path(args.out), sets, args.seed, args.asap_count)
+    print(summarize(result))
+    print(f"done in {time.time() - t0:.0f} s")
     return 0

@@ -49,6 +49,11 @@ class ModelConfig:
     rnn_hidden: int = 128
     dropout: float = 0.5
     midi_input: bool = True
+    # Beyond the paper: a pitch-local conv path over [roll, features] added to the
+    # output logits. It keeps full pitch resolution, which the pooled strands lose,
+    # and makes "the input note, moved to its audio onset" easy to learn.
+    local_head: bool = True
+    local_channels: int = 8
 
     def __post_init__(self) -> None:
         if self.rnn not in ("lstm", "gru", "none"):

@@ -34,10 +34,14 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
 
 
 def _load_with_audioread(path: Path, first_error: Exception) -> tuple[np.ndarray, int]:
+    import warnings
+
     try:
         import librosa
 
-        y, sr = librosa.load(str(path), sr=None, mono=False)
+        with warnings.catch_warnings():  # the fallback's own warnings would bury our one-line error
+            warnings.simplefilter("ignore")
+            y, sr = librosa.load(str(path), sr=None, mono=False)
         return np.atleast_2d(y).T.astype(np.float32), int(sr)
     except Exception:
         raise InputError(f"{path}: not a readable audio file ({first_error})") from None

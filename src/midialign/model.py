@@ -57,6 +57,16 @@ class CRNN(nn.Module):
         out_width = 2 * cfg.rnn_hidden if self.rnn is not None else width
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(out_width, N_KEYS)
+        self.local: nn.Module | None = None
+        if cfg.local_head:
+            c, cin = cfg.local_channels, 2 if cfg.midi_input else 1
+            self.local = nn.Sequential(
+                nn.Conv2d(cin, c, (9, 5), padding=(4, 2)),
+                nn.ReLU(),
+                nn.Conv2d(c, c, (9, 3), padding=(4, 1)),
+                nn.ReLU(),
+                nn.Conv2d(c, 1, 1),
+            )
 
     def forward(self, roll: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         if roll.shape != feats.shape or roll.shape[1] != N_KEYS:
@@ -66,7 +76,11 @@ class CRNN(nn.Module):
             h = torch.cat([self.midi(roll), h], dim=-1)
         if self.rnn is not None:
             h, _ = self.rnn(h)
-        return self.head(self.dropout(h)).transpose(1, 2)
+        logits = self.head(self.dropout(h)).transpose(1, 2)
+        if self.local is not None:
+            x = torch.stack([roll, feats], 1) if self.midi is not None else feats[:, None]
+            logits = logits + self.local(x.transpose(2, 3)).squeeze(1).transpose(1, 2)
+        return logits
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -1,0 +1,313 @@
+"""Global alignment: memory-restricted multi-scale DTW (synctoolbox) of MIDI against audio.
+
+Both sides become 12-d quantised chroma plus 12-d DLNCO onset features at
+``DTWConfig.feature_rate``; ``sync_via_mrmsdtw`` aligns them and the path is
+made strictly monotonic so it can be inverted and interpolated.
+
+The path is a (K, 2) float array of [MIDI time s, audio time s], strictly
+increasing in both columns. ``warp_times`` / ``warp_notes`` push note times
+through it.
+
+Audio front ends (``DTWConfig.audio_features``):
+
+* ``"cqt"``: pitch energies and per-pitch onsets from the log CQT the rest of
+  the pipeline computes anyway (100 fps, 88 bins from A0). Fast.
+* ``"synctoolbox"``: the library's IIR filter bank at 22050 Hz
+  (``audio_to_pitch_features`` / ``audio_to_pitch_onset_features``). The
+  reference; several times slower.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import ndimage
+
+from .config import PITCH_MAX, PITCH_MIN, FeatureConfig
+from .notes import InputError, Notes
+
+MIN_NOTE_S = 0.01  # warped offsets stay at least this far after their onsets
+
+
+@dataclass(frozen=True)
+class DTWConfig:
+    """Knobs of the global DTW stage. Defaults follow synctoolbox's audio-score examples."""
+
+    feature_rate: int = 50
+    audio_features: Literal["cqt", "synctoolbox"] = "cqt"
+    # Diagonal steps cost 2.0 vs 1.5+1.5 for the detour, so mild diagonal preference.
+    step_weights: tuple[float, float, float] = (1.5, 1.5, 2.0)
+    # Max cells of one DTW sub-rectangle; bounds memory (float64: 8 MB) for any piece length.
+    threshold_rec: int = 10**6
+    win_len_smooth: tuple[int, ...] = (201, 101, 21, 1)
+    downsamp_smooth: tuple[int, ...] = (50, 25, 5, 1)
+    # Weight of chroma vs DLNCO onset cost at the finest level. synctoolbox uses 0.5; on MAPS
+    # the audio chroma lags the MIDI's by 20-40 ms (notes ring past their offsets), so 0.5
+    # puts onsets ~30 ms late. Leaning on the onset features removes most of that bias.
+    alpha: float = 0.15
+    # Silence added to both sequences at both ends, so a late-starting recording
+    # matches silence against silence instead of stretching the first note.
+    pad_s: float = 1.0
+    # "cqt" front end: onset peak picking on the per-pitch log-CQT flux.
+    onset_threshold: float = 0.1  # minimum flux (log-CQT units, 0-1 scale)
+    onset_rel_threshold: float = 0.4  # fraction of the pitch's local (2 s) max flux
+    # Flux peaks trail the true onset (the attack spreads over the CQT window); measured on MAPS.
+    onset_shift_s: float = -0.03
+    # "synctoolbox" front end.
+    reference_sample_rate: int = 22050
+    # Constant correction added to warped times.
+    bias_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.audio_features not in ("cqt", "synctoolbox"):
+            raise ValueError(f"unknown audio_features {self.audio_features!r}")
+        if self.feature_rate <= 0:
+            raise ValueError("feature_rate must be positive")
+        if len(self.win_len_smooth) != len(self.downsamp_smooth):
+            raise ValueError("win_len_smooth and downsamp_smooth differ in length")
+        if self.downsamp_smooth[-1] != 1 or self.win_len_smooth[-1] != 1:
+            raise ValueError("the last DTW level must run at the input feature rate (1, 1)")
+
+
+# ---------------------------------------------------------------- path API
+
+def dtw_path(
+    y: np.ndarray,
+    sample_rate: int,
+    notes: Notes,
+    cfg: DTWConfig,
+    cqt: np.ndarray | None = None,
+    fps: int | None = None,
+) -> np.ndarray:
+    """Strictly monotonic (K, 2) path [MIDI time s, audio time s] aligning `notes` to mono audio `y`.
+
+    `cqt` is an optional precomputed (88, T) log CQT from features.compute_features
+    at `fps` frames/s (used by the "cqt" front end; computed here when absent).
+    """
+    from synctoolbox.dtw.mrmsdtw import sync_via_mrmsdtw
+    from synctoolbox.dtw.utils import make_path_strictly_monotonic
+
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise InputError(f"dtw_path needs mono audio, got shape {y.shape}")
+    valid = np.isfinite(notes.intervals).all(axis=1)
+    if not valid.any():
+        raise InputError("no notes with finite times to align")
+    fr = cfg.feature_rate
+    # Features start at MIDI time 0; notes before 0 are shifted in and out again.
+    midi_origin = min(0.0, float(notes.intervals[valid, 0].min()))
+    audio_dur = len(y) / sample_rate
+
+    chroma_m, onset_m = midi_features(notes, fr, midi_origin)
+    if cfg.audio_features == "cqt":
+        if cqt is None:
+            fcfg = FeatureConfig(sample_rate=sample_rate)
+            from .features import compute_features
+
+            cqt, fps = compute_features(y, fcfg), fcfg.fps
+        elif fps is None:
+            raise ValueError("fps is required with a precomputed cqt")
+        chroma_a, onset_a = cqt_audio_features(cqt, int(fps), cfg)
+    else:
+        chroma_a, onset_a = synctoolbox_audio_features(y, sample_rate, cfg)
+    n_audio = int(np.ceil(audio_dur * fr)) + 1
+    chroma_a, onset_a = _fit_length(chroma_a, n_audio), _fit_length(onset_a, n_audio)
+
+    pad = int(round(cfg.pad_s * fr))
+    chroma_m, onset_m = _pad(chroma_m, pad), _pad(onset_m, pad)
+    chroma_a, onset_a = _pad(chroma_a, pad), _pad(onset_a, pad)
+
+    with contextlib.redirect_stdout(io.StringIO()):  # synctoolbox prints progress
+        wp = sync_via_mrmsdtw(
+            f_chroma1=chroma_m,
+            f_onset1=onset_m,
+            f_chroma2=chroma_a,
+            f_onset2=onset_a,
+            input_feature_rate=fr,
+            step_weights=np.asarray(cfg.step_weights, dtype=np.float64),
+            threshold_rec=cfg.threshold_rec,
+            win_len_smooth=np.asarray(cfg.win_len_smooth),
+            downsamp_smooth=np.asarray(cfg.downsamp_smooth),
+            alpha=cfg.alpha,
+        )
+    wp = make_path_strictly_monotonic(np.asarray(wp))
+    path = wp.T.astype(np.float64) / fr - cfg.pad_s
+    path[:, 0] += midi_origin
+    return path
+
+
+def warp_times(t: np.ndarray, path: np.ndarray) -> np.ndarray:
+    """Map MIDI times to audio times: linear through the path, slope 1 beyond its ends.
+
+    Slope 1 outside: the path ends sit in padded silence where DTW's local slope
+    says nothing about tempo, so keeping the original spacing is the safest guess.
+    NaN stays NaN.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    path = np.asarray(path, dtype=np.float64)
+    if path.ndim != 2 or path.shape[1] != 2 or len(path) < 1:
+        raise ValueError(f"path must be (K, 2) with K >= 1, got {path.shape}")
+    x, y = path[:, 0], path[:, 1]
+    if len(x) > 1 and not (np.all(np.diff(x) > 0) and np.all(np.diff(y) > 0)):
+        raise ValueError("path must be strictly increasing in both columns")
+    out = np.interp(t, x, y)
+    out = np.where(t < x[0], y[0] + (t - x[0]), out)
+    out = np.where(t > x[-1], y[-1] + (t - x[-1]), out)
+    return out
+
+
+def warp_notes(notes: Notes, path: np.ndarray, bias_s: float = 0.0) -> Notes:
+    """Warp every onset, offset and pedal event; same notes, same order, offset >= onset + 10 ms."""
+    on = warp_times(notes.onsets, path) + bias_s
+    off = warp_times(notes.offsets, path) + bias_s
+    off = np.where(np.isfinite(on) & np.isfinite(off), np.maximum(off, on + MIN_NOTE_S), off)
+    pedal = notes.pedal.copy()
+    if len(pedal):
+        pedal[:, 0] = warp_times(pedal[:, 0], path) + bias_s
+    return notes.with_times(np.stack([on, off], axis=1), pedal)
+
+
+def align_notes(
+    y: np.ndarray,
+    sample_rate: int,
+    notes: Notes,
+    cfg: DTWConfig,
+    cqt: np.ndarray | None = None,
+    fps: int | None = None,
+) -> tuple[Notes, np.ndarray]:
+    """dtw_path then warp_notes with cfg.bias_s; returns (warped notes, path)."""
+    path = dtw_path(y, sample_rate, notes, cfg, cqt=cqt, fps=fps)
+    return warp_notes(notes, path, cfg.bias_s), path
+
+
+# ---------------------------------------------------------------- MIDI side
+
+def midi_features(notes: Notes, feature_rate: int, origin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(12, N) quantised chroma and (12, N) DLNCO of the notes, frame j centred on origin + j / feature_rate."""
+    import pandas as pd
+    from synctoolbox.feature.chroma import pitch_to_chroma, quantize_chroma
+    from synctoolbox.feature.csv_tools import df_to_pitch_features, df_to_pitch_onset_features
+    from synctoolbox.feature.dlnco import pitch_onset_features_to_DLNCO
+
+    valid = np.isfinite(notes.intervals).all(axis=1)
+    iv = notes.intervals[valid] - origin
+    pitches = np.clip(notes.pitches[valid], PITCH_MIN, PITCH_MAX)
+
+    def frame() -> "pd.DataFrame":
+        # A fresh frame per call: synctoolbox writes an `end` column into it.
+        return pd.DataFrame(
+            {
+                "start": iv[:, 0],
+                "duration": np.maximum(iv[:, 1] - iv[:, 0], 1.0 / feature_rate),
+                "pitch": pitches.astype(int),
+                "velocity": notes.velocities[valid].astype(float),
+                "instrument": "piano",
+            }
+        )
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        f_pitch = df_to_pitch_features(frame(), feature_rate=feature_rate)
+        f_peaks = df_to_pitch_onset_features(frame())
+    chroma = quantize_chroma(pitch_to_chroma(f_pitch))
+    n = chroma.shape[1]
+    # DLNCO indexes round(t * fr); keep every peak inside the sequence.
+    _clip_peaks(f_peaks, (n - 1) * 1000.0 / feature_rate)
+    dlnco = pitch_onset_features_to_DLNCO(f_peaks=f_peaks, feature_rate=feature_rate, feature_sequence_length=n)
+    return chroma, dlnco
+
+
+def _clip_peaks(f_peaks: dict, max_ms: float) -> None:
+    for p, arr in f_peaks.items():
+        arr = np.asarray(arr, dtype=np.float64).reshape(2, -1)
+        arr[0] = np.clip(arr[0], 0.0, max_ms)
+        f_peaks[p] = arr
+
+
+# ---------------------------------------------------------------- audio side
+
+def cqt_audio_features(cqt: np.ndarray, fps: int, cfg: DTWConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(12, N) quantised chroma and (12, N) DLNCO from an (88, T) log CQT (features.normalise, log=True)."""
+    from synctoolbox.feature.chroma import pitch_to_chroma, quantize_chroma
+    from synctoolbox.feature.dlnco import pitch_onset_features_to_DLNCO
+
+    fr = cfg.feature_rate
+    logc = np.asarray(cqt, dtype=np.float64)
+    if logc.ndim != 2 or logc.shape[0] != PITCH_MAX - PITCH_MIN + 1:
+        raise ValueError(f"cqt must be (88, T), got {logc.shape}")
+    if fps % fr:
+        raise ValueError(f"cqt fps {fps} must be a multiple of the feature rate {fr}")
+    step = fps // fr
+    n_out = (logc.shape[1] - 1) // step + 1
+
+    # Undo features.normalise's log1p(100 m) / log1p(100) to get energies like synctoolbox's STMSP.
+    energy = (np.expm1(logc * np.log1p(100.0)) / 100.0) ** 2
+    # Frame j must be centred on j / fr: a centred triangle over 2 * step - 1 frames, then decimate.
+    if step > 1:
+        win = np.bartlett(2 * step + 1)[1:-1]
+        energy = ndimage.convolve1d(energy, win / win.sum(), axis=1, mode="constant")
+    f_pitch = np.zeros((128, n_out))
+    f_pitch[PITCH_MIN:PITCH_MAX + 1] = energy[:, ::step][:, :n_out]
+    chroma = quantize_chroma(pitch_to_chroma(f_pitch))
+
+    f_peaks = _cqt_onset_peaks(logc, fps, cfg)
+    _clip_peaks(f_peaks, (n_out - 1) * 1000.0 / fr)
+    dlnco = pitch_onset_features_to_DLNCO(f_peaks=f_peaks, feature_rate=fr, feature_sequence_length=n_out)
+    return chroma, dlnco
+
+
+def _cqt_onset_peaks(logc: np.ndarray, fps: int, cfg: DTWConfig) -> dict:
+    """Per-pitch onset peaks {midi pitch: [[ms...], [height...]]} from half-wave rectified log-CQT flux."""
+    flux = np.zeros_like(logc)
+    flux[:, 1:] = np.maximum(logc[:, 1:] - logc[:, :-1], 0.0)
+    # Peaks: local maxima over +-30 ms, above an absolute floor and a fraction of the local 2 s max.
+    near = ndimage.maximum_filter1d(flux, size=2 * int(round(0.03 * fps)) + 1, axis=1, mode="constant")
+    wide = ndimage.maximum_filter1d(flux, size=2 * fps + 1, axis=1, mode="constant")
+    is_peak = (flux == near) & (flux >= cfg.onset_threshold) & (flux >= cfg.onset_rel_threshold * wide)
+    # The flux at frame k is the rise between frames k-1 and k: the onset sits half a frame earlier.
+    f_peaks: dict = {}
+    for key in np.flatnonzero(is_peak.any(axis=1)):
+        k = np.flatnonzero(is_peak[key])
+        t_ms = ((k - 0.5) / fps + cfg.onset_shift_s) * 1000.0
+        # Heights in the range synctoolbox's MIDI peaks use (velocity / 1e6), before its log(1 + 1e4 x).
+        f_peaks[int(key + PITCH_MIN)] = np.stack([np.maximum(t_ms, 0.0), flux[key, k] * 1e-2])
+    return f_peaks
+
+
+def synctoolbox_audio_features(y: np.ndarray, sample_rate: int, cfg: DTWConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: synctoolbox's filter-bank pitch and onset features at 22050 Hz."""
+    import soxr
+    from synctoolbox.feature.chroma import pitch_to_chroma, quantize_chroma
+    from synctoolbox.feature.dlnco import pitch_onset_features_to_DLNCO
+    from synctoolbox.feature.pitch import audio_to_pitch_features
+    from synctoolbox.feature.pitch_onset import audio_to_pitch_onset_features
+
+    fs = cfg.reference_sample_rate
+    x = np.asarray(y, dtype=np.float64)
+    if sample_rate != fs:
+        # Its filter bank is designed for 22050 Hz only.
+        x = soxr.resample(x, sample_rate, fs, quality="HQ")
+    with contextlib.redirect_stdout(io.StringIO()):
+        f_pitch = audio_to_pitch_features(f_audio=x, Fs=fs, feature_rate=cfg.feature_rate)
+        f_peaks = audio_to_pitch_onset_features(f_audio=x, Fs=fs)
+    chroma = quantize_chroma(pitch_to_chroma(f_pitch))
+    n = chroma.shape[1]
+    _clip_peaks(f_peaks, (n - 1) * 1000.0 / cfg.feature_rate)
+    dlnco = pitch_onset_features_to_DLNCO(f_peaks=f_peaks, feature_rate=cfg.feature_rate, feature_sequence_length=n)
+    return chroma, dlnco
+
+
+# ---------------------------------------------------------------- helpers
+
+def _fit_length(f: np.ndarray, n: int) -> np.ndarray:
+    """Trim or zero-pad (d, T) features to n frames."""
+    if f.shape[1] >= n:
+        return f[:, :n]
+    return np.pad(f, ((0, 0), (0, n - f.shape[1])))
+
+
+def _pad(f: np.ndarray, n: int) -> np.ndarray:
+    """n frames of silence (zeros) at both ends; chroma zeros become the uniform vector in mrmsdtw."""
+    return np.pad(f, ((0, 0), (n, n))) if n > 0 else f

@@ -1,0 +1,92 @@
+"""Shared fixtures: a tiny untrained checkpoint and a few-second synthetic piano pair."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from midialign.notes import Notes, read_midi, write_midi
+
+SR = 16000
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tiny tensors: one thread avoids multi-second OpenMP start-up stalls
+    # when the machine's cores are busy (e.g. a training run beside the tests).
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@dataclass(frozen=True)
+class TinyPair:
+    audio: Path
+    midi: Path
+    notes: Notes  # what the MIDI holds (the audio plays them 30 ms later)
+
+
+def piano_tone(pitch: int, dur: float, velocity: int, sr: int = SR) -> np.ndarray:
+    """Decaying harmonic sines: enough like a piano note for a CQT."""
+    t = np.arange(int(dur * sr)) / sr
+    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+    y = np.zeros_like(t)
+    for h in range(1, 6):
+        if h * f0 < sr / 2:
+            y += np.sin(2 * np.pi * h * f0 * t) / h * np.exp(-t * (2.0 + h))
+    attack = np.minimum(t / 0.005, 1.0)
+    return (velocity / 127) * 0.2 * y * attack
+
+
+def synth(notes: Notes, duration: float, sr: int = SR) -> np.ndarray:
+    y = np.zeros(int(duration * sr), dtype=np.float64)
+    for (on, off), p, v in zip(notes.intervals, notes.pitches, notes.velocities):
+        tone = piano_tone(int(p), off - on + 0.3, int(v), sr)
+        s = int(on * sr)
+        n = min(len(tone), len(y) - s)
+        if n > 0:
+            y[s:s + n] += tone[:n]
+    return (y / max(np.abs(y).max(), 1e-9) * 0.5).astype(np.float32)
+
+
+def make_notes(n: int = 12, seed: int = 0) -> Notes:
+    rng = np.random.default_rng(seed)
+    on = 0.2 + 0.25 * np.arange(n)
+    dur = rng.uniform(0.12, 0.22, n)  # < the 0.25 s step: no same-pitch overlaps, which MIDI can't keep
+    pitches = rng.choice([48, 55, 60, 62, 64, 65, 67, 69, 72], n)
+    vel = rng.integers(50, 110, n)
+    pedal = np.array([[0.1, 100.0], [1.5, 0.0], [1.6, 90.0], [2.9, 0.0]])
+    return Notes(np.stack([on, on + dur], 1), pitches, vel, pedal).sorted()
+
+
+def write_pair(root: Path, name: str = "piece", n: int = 12, seed: int = 0, offset_s: float = 0.03) -> TinyPair:
+    import soundfile as sf
+
+    root.mkdir(parents=True, exist_ok=True)
+    notes = make_notes(n, seed)
+    audio = root / f"{name}.wav"
+    sf.write(audio, synth(notes.shifted(offset_s), notes.end_time + 0.8), SR)
+    midi = root / f"{name}.mid"
+    write_midi(notes, midi)
+    return TinyPair(audio, midi, read_midi(midi))  # times as the MIDI holds them (tick-rounded)
+
+
+@pytest.fixture()
+def tiny_pair(tmp_path: Path) -> TinyPair:
+    """About 4 s of 16 kHz synthetic piano and its MIDI (audio 30 ms late)."""
+    return write_pair(tmp_path / "pair")
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained, very small CRNN checkpoint: exercises the crnn path in milliseconds."""
+    import torch
+
+    from midialign.config import FeatureConfig, ModelConfig
+    from midialign.model import CRNN, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    save_checkpoint(path, CRNN(ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16)), FeatureConfig())
+    return path
