@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import numpy as np
 
 from .config import PITCH_MAX, PITCH_MIN
 from .data import ReservedPieceError
-from .notes import Notes, read_midi
+from .notes import Notes, read_midi, import_partitura
 
 # ASAP folders dropped by the held-out rule (data README): Vienna 4x22,
 # Batik/Mozart and MAPS reserved pieces. Prefix match on folder paths.
@@ -211,25 +210,6 @@ def read_alignment(path: str | Path) -> Alignment:
     return Alignment(matches, frozenset(deletions - matches.keys()), frozenset(insertions - used_midi), dup)
 
 
-def _import_partitura():
-    """Import partitura without letting it see pyfluidsynth (it would try to download a soundfont)."""
-    if "partitura" in sys.modules:
-        return sys.modules["partitura"]
-    saved = sys.modules.get("fluidsynth", None)
-    had = "fluidsynth" in sys.modules
-    sys.modules["fluidsynth"] = None  # type: ignore[assignment]  # makes `import fluidsynth` raise ImportError
-    try:
-        import partitura
-    except ImportError as exc:
-        raise ValueError(f"reading ASAP scores needs partitura (pip install partitura): {exc}") from None
-    finally:
-        if had:
-            sys.modules["fluidsynth"] = saved  # type: ignore[assignment]
-        else:
-            del sys.modules["fluidsynth"]
-    return partitura
-
-
 @dataclass(frozen=True)
 class ScoreNotes:
     """Unfolded score notes: ids with the -k suffix, positions in quarter notes."""
@@ -245,7 +225,7 @@ def load_score_notes(xml_path: str | Path) -> ScoreNotes:
     xml_path = Path(xml_path)
     if not xml_path.is_file():
         raise ValueError(f"{xml_path}: MusicXML score not found")
-    pt = _import_partitura()
+    pt = import_partitura()
     data = gzip.decompress(xml_path.read_bytes()) if xml_path.suffix == ".gz" else xml_path.read_bytes()
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / "score.musicxml"

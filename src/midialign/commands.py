@@ -46,9 +46,14 @@ def _run_align(args: argparse.Namespace) -> int:
 
 def _register_make_dataset(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("make-dataset", help="precompute training features (float16 CQT) for MAPS train/val")
-    p.add_argument("--maps", required=True, help="MAPS root (with manifest.csv and reserved_pieces.txt)")
+    p.add_argument("--maps", help="MAPS root (with manifest.csv and reserved_pieces.txt)")
     p.add_argument("--out", default="cache", help="cache directory (default: cache)")
     p.add_argument("--splits", default="train,val")
+    p.add_argument("--asap", help="(n)ASAP root: also render performances into OUT/asap_train")
+    p.add_argument("--asap-count", type=int, default=60, help="number of (n)ASAP performances to render")
+    p.add_argument("--asap-exclude", default="cases/asap_score/used_performances.txt", help="performances whose pieces stay out of training")
+    p.add_argument("--asap-max-s", type=float, default=180.0, help="render at most this much of each performance")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2)
     p.set_defaults(func=_run_make_dataset)
 
@@ -58,9 +63,20 @@ def _run_make_dataset(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .config import FeatureConfig
-    from .data import build_cache, maps_pieces
+    from .data import asap_training_performances, build_cache, build_rendered_cache, maps_pieces
 
-    for split in args.splits.split(","):
+    if args.maps is None and args.asap is None:
+        raise ValueError("give --maps and/or --asap")
+    if args.asap:
+        exclude = Path(args.asap_exclude)
+        if not exclude.is_file():
+            raise ValueError(f"{exclude}: list of validation performances not found; run make-cases first so their pieces stay out of training")
+        t0 = time.time()
+        perfs = asap_training_performances(args.asap, exclude, args.asap_count, args.seed)
+        manifest = build_rendered_cache(perfs, Path(args.out) / "asap_train", FeatureConfig(), args.seed, args.asap_max_s, args.jobs)
+        recs = manifest["recordings"]
+        log.info("asap_train: %d performances, %.2f h, %d notes, %.0f s", len(recs), sum(r["duration_s"] for r in recs) / 3600, sum(r["n_notes"] for r in recs), time.time() - t0)
+    for split in (args.splits.split(",") if args.maps else []):
         t0 = time.time()
         manifest = build_cache(maps_pieces(args.maps, split), Path(args.out) / f"maps_{split}", FeatureConfig(), jobs=args.jobs)
         recs = manifest["recordings"]
@@ -79,6 +95,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
     p.add_argument("--max-minutes", type=float, help="override the recipe's training-time budget")
     p.add_argument("--max-epochs", type=int, help="override the recipe's epoch limit")
+    p.add_argument("--init", help="start from this checkpoint's weights (fine-tuning)")
     p.set_defaults(func=_run_train)
 
 
@@ -96,7 +113,7 @@ def _run_train(args: argparse.Namespace) -> int:
         recipe = replace(recipe, train=replace(recipe.train, max_minutes=args.max_minutes))
     if args.max_epochs is not None:
         recipe = replace(recipe, train=replace(recipe.train, max_epochs=args.max_epochs))
-    result = train([Path(c) for c in args.cache], [Path(c) for c in args.val_cache], Path(args.out), recipe, args.device, resume=not args.restart)
+    result = train([Path(c) for c in args.cache], [Path(c) for c in args.val_cache], Path(args.out), recipe, args.device, resume=not args.restart, init=Path(args.init) if args.init else None)
     log.info("trained %d epochs in %.1f min, best val loss %.4f; weights in %s/best.pt", result["epochs"], result["minutes"], result["best_val_loss"], args.out)
     return 0
 

@@ -65,7 +65,7 @@ class InferenceConfig:
     """Windowed full-piece inference and post-processing."""
 
     window_s: float = 10.0
-    hop_s: float = 5.0
+    hop_s: float = 8.0
     batch_size: int = 8
     threshold: float = 0.5
     # A detection further than this from its input note is not taken.
@@ -97,6 +97,9 @@ class TrainConfig:
     patience: int = 4
     seed: int = 0
     max_minutes: float = 80.0
+    # Extra loss weight on frames where the input roll and the target differ.
+    # Off: at 4.0 it made onsets ~15 ms late and halved the share within 25 ms.
+    shift_weight: float = 0.0
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -125,3 +125,87 @@ def load_cache(cache_dir: str | Path) -> list[CachedRecording]:
         feats = np.load(cache / row["features"])
         out.append(CachedRecording(row["stem"], feats, read_note_table(row["annotation"])))
     return out
+
+
+# ---------------------------------------------------------------- rendered (n)ASAP
+
+TRAIN_SOUNDFONTS = ("timgm6mb", "fluidr3mono", "musescore_lite")  # csound_gm is held out for asap_score
+
+
+def asap_training_performances(asap_root: str | Path, exclude_file: str | Path | None, count: int, seed: int):
+    """count (n)ASAP performances, spread over pieces, none from a folder listed in exclude_file.
+
+    Whole folders (pieces) of excluded performances are left out, so no
+    validation piece is seen in training, played by anyone.
+    """
+    from .asap import is_excluded, list_performances
+
+    banned: set[str] = set()
+    if exclude_file is not None:
+        for line in Path(exclude_file).read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                banned.add(str(Path(line.strip()).parent))
+    perfs = [p for p in list_performances(asap_root) if p.folder not in banned and not is_excluded(p.folder)]
+    rng = np.random.default_rng(seed)
+    by_folder: dict[str, list] = {}
+    for p in perfs:
+        by_folder.setdefault(p.folder, []).append(p)
+    folders = sorted(by_folder)
+    rng.shuffle(folders)
+    chosen = []
+    for rnd in range(max(len(v) for v in by_folder.values())):  # round-robin over pieces
+        for f in folders:
+            if len(chosen) < count and rnd < len(by_folder[f]):
+                chosen.append(by_folder[f][rnd])
+    return chosen
+
+
+def _render_one(args: tuple) -> dict:
+    from .asap import load_performance
+    from .augment import clip_notes
+    from .features import compute_features
+    from .render import apply_effects, available_soundfonts, draw_effects, render_notes
+
+    perf, out_dir, cfg, seed, max_s = args
+    stem = f"{perf.folder.replace('/', '_')}_{perf.name}"
+    feat_path, tsv_path, meta_path = out_dir / f"{stem}.npy", out_dir / f"{stem}.tsv", out_dir / f"{stem}.json"
+    if not meta_path.exists():
+        rng = np.random.default_rng(seed)
+        fonts = available_soundfonts()
+        names = [n for n in TRAIN_SOUNDFONTS if n in fonts]
+        font = names[int(rng.integers(len(names)))]
+        notes = load_performance(perf)
+        start = float(notes.onsets.min())
+        notes = clip_notes(notes, start, start + max_s)  # key-release offsets stay the ground truth
+        notes = notes.subset(notes.onsets > 0) if len(notes) else notes
+        effects = draw_effects(rng)
+        y = apply_effects(render_notes(notes, fonts[font], cfg.sample_rate), cfg.sample_rate, effects)
+        feats = compute_features(y, cfg).astype(np.float16)
+        np.save(out_dir / f"{stem}.tmp.npy", feats)
+        (out_dir / f"{stem}.tmp.npy").rename(feat_path)
+        from .notes import write_note_table
+
+        write_note_table(Notes(notes.intervals, notes.pitches, notes.velocities), tsv_path)
+        atomic_write_text(meta_path, json.dumps({"soundfont": font, "effects": effects.to_json(), "seed": seed, "crop_s": [start, start + max_s]}))
+    meta = json.loads(meta_path.read_text())
+    n_frames = int(np.load(feat_path, mmap_mode="r").shape[1])
+    return {"stem": stem, "piece": perf.folder, "source": f"asap:{perf.folder}/{perf.name}", "features": feat_path.name,
+            "annotation": str(tsv_path), "n_frames": n_frames, "duration_s": n_frames / cfg.fps,
+            "n_notes": sum(1 for _ in open(tsv_path)) - 1, **meta}
+
+
+def build_rendered_cache(perfs: list, out_dir: str | Path, cfg: FeatureConfig, seed: int, max_s: float = 180.0, jobs: int = 2) -> dict:
+    """Render performances with training soundfonts and random effects, then cache features. Resumable."""
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = [(p, out, cfg, seed * 100003 + i, max_s) for i, p in enumerate(perfs)]
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as ex:
+            rows = list(tqdm(ex.map(_render_one, tasks), total=len(tasks), desc=f"render {out.name}"))
+    else:
+        rows = [_render_one(t) for t in tqdm(tasks, desc=f"render {out.name}")]
+    manifest = {"features": config_to_dict(cfg), "seed": seed, "max_s": max_s, "recordings": rows}
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))
+    return manifest

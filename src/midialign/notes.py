@@ -6,7 +6,10 @@ only: output note i is input note i with new onset/offset.
 from __future__ import annotations
 
 import csv
+import importlib.util
+import logging
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import PITCH_MAX, PITCH_MIN
+
+log = logging.getLogger("midialign")
 
 
 class InputError(ValueError):
@@ -145,7 +150,10 @@ def read_midi(path: str | Path, clip_range: bool = True) -> Notes:
         pedal.extend((c.time, c.value) for c in inst.control_changes if c.number == 64)
     arr = np.array(rows, dtype=np.float64).reshape(-1, 4)
     if clip_range and len(arr):
-        arr = arr[(arr[:, 2] >= PITCH_MIN) & (arr[:, 2] <= PITCH_MAX)]
+        inside = (arr[:, 2] >= PITCH_MIN) & (arr[:, 2] <= PITCH_MAX)
+        if inside.any() and not inside.all():
+            log.warning("%s: dropped %d notes outside the piano range A0-C8 (MIDI 21-108)", path, int((~inside).sum()))
+        arr = arr[inside]
     if len(arr) == 0:
         raise InputError(f"{path}: MIDI contains no piano-range notes")
     arr[:, 1] = np.maximum(arr[:, 1], arr[:, 0])
@@ -249,10 +257,7 @@ def read_notes(path: str | Path) -> Notes:
 
 def read_score(path: str | Path, tempo_bpm: float = 100.0) -> Notes:
     """Read a MusicXML/MEI/kern score through partitura (optional), repeats unfolded."""
-    try:
-        import partitura as pt
-    except ImportError:
-        raise InputError(f"{path}: reading scores needs partitura (pip install partitura)") from None
+    pt = import_partitura()
     try:
         score = pt.load_score(str(path))
         part = pt.score.unfold_part_maximal(pt.score.merge_parts(score.parts))
@@ -268,3 +273,40 @@ def read_score(path: str | Path, tempo_bpm: float = 100.0) -> Notes:
     start = on[keep].min()
     on, off = on - start, off - start
     return Notes(np.stack([on, off], 1)[keep], na["pitch"][keep], np.full(keep.sum(), 64)).sorted()
+
+
+def import_partitura():
+    """Import partitura (optional), without its import-time soundfont download.
+
+    partitura >= 1.5 downloads a soundfont when pyfluidsynth is importable and
+    the soundfont is missing, which fails (or hangs) offline. Hiding
+    fluidsynth during that import skips the download; we never synthesise
+    through partitura.
+    """
+    if "partitura" in sys.modules:
+        return sys.modules["partitura"]
+    spec = importlib.util.find_spec("partitura")
+    if spec is None:
+        raise InputError("partitura is not installed (pip install partitura): it is needed for scores and match files")
+    hide = not _partitura_soundfont_present(spec)
+    # pretty_midi may already have imported fluidsynth: hide it anyway, then put it back.
+    saved = sys.modules.get("fluidsynth", _MISSING)
+    if hide:
+        sys.modules["fluidsynth"] = None  # type: ignore[assignment]  # makes `import fluidsynth` raise ImportError
+    try:
+        import partitura
+    finally:
+        if hide:
+            if saved is _MISSING:
+                del sys.modules["fluidsynth"]
+            else:
+                sys.modules["fluidsynth"] = saved
+    return partitura
+
+
+_MISSING = object()
+
+
+def _partitura_soundfont_present(spec) -> bool:
+    roots = list(spec.submodule_search_locations or [])
+    return any((Path(r) / "assets" / "MuseScore_General.sf3").exists() for r in roots)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import PITCH_MAX, PITCH_MIN, FeatureConfig, InferenceConfig
-from .notes import InputError, Notes, atomic_write_bytes, atomic_write_text, write_midi
+from .notes import InputError, Notes, atomic_write_bytes, atomic_write_text, import_partitura, write_midi
 
 if TYPE_CHECKING:  # the pipeline imports heavy modules lazily; so do we
     from .pipeline import Alignment
@@ -153,43 +153,6 @@ def write_json(result: Alignment, path: str | Path, audio: str | Path | None = N
 
 
 # ---------------------------------------------------------------- match (partitura)
-
-def import_partitura():
-    """Import partitura (optional), without its import-time soundfont download.
-
-    partitura >= 1.5 downloads a soundfont when pyfluidsynth is importable and
-    the soundfont is missing, which fails (or hangs) offline. Hiding
-    fluidsynth during that import skips the download; we never synthesise
-    through partitura.
-    """
-    if "partitura" in sys.modules:
-        return sys.modules["partitura"]
-    spec = importlib.util.find_spec("partitura")
-    if spec is None:
-        raise InputError("partitura is not installed (pip install partitura): it is needed for scores and match files")
-    hide = not _partitura_soundfont_present(spec)
-    # pretty_midi may already have imported fluidsynth: hide it anyway, then put it back.
-    saved = sys.modules.get("fluidsynth", _MISSING)
-    if hide:
-        sys.modules["fluidsynth"] = None  # type: ignore[assignment]  # makes `import fluidsynth` raise ImportError
-    try:
-        import partitura
-    finally:
-        if hide:
-            if saved is _MISSING:
-                del sys.modules["fluidsynth"]
-            else:
-                sys.modules["fluidsynth"] = saved
-    return partitura
-
-
-_MISSING = object()
-
-
-def _partitura_soundfont_present(spec) -> bool:
-    roots = list(spec.submodule_search_locations or [])
-    return any((Path(r) / "assets" / "MuseScore_General.sf3").exists() for r in roots)
-
 
 def score_note_ids(score_path: str | Path):
     """(unfolded part, note ids in the order of notes.read_score's Notes).

@@ -103,6 +103,8 @@ def align(
     duration = len(y) / fcfg.sample_rate
     timings["load"] = time.perf_counter() - t
     warnings = _sanity_warnings(notes, duration)
+    for w in warnings:
+        log.warning(w)
     if method == "none":
         return Alignment(notes, notes, np.zeros(len(notes), bool), np.zeros(len(notes)), method, duration, None, timings, warnings)
 
@@ -127,8 +129,7 @@ def align(
     timings["total"] = time.perf_counter() - t0
     if use_net and len(notes) >= 20 and moved.mean() < 0.2:
         warnings.append(f"only {moved.mean():.0%} of notes were found in the audio: is this the right recording?")
-    for w in warnings:
-        log.warning(w)
+        log.warning(warnings[-1])
     return Alignment(notes, current, moved, conf, method, duration, path, timings, warnings)
 
 

@@ -109,13 +109,16 @@ def validation_batches(recs: list[CachedRecording], recipe: Recipe, seed: int, e
     return [tuple(torch.from_numpy(np.stack(a)) for a in zip(*items[i:i + bs])) for i in range(0, len(items), bs)]
 
 
-def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """BCE averaged over unpadded frames; weight (like target) scales each cell."""
     loss = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
     m = mask[:, None, :].expand_as(loss)
+    if weight is not None:
+        loss = loss * weight
     return (loss * m).sum() / m.sum().clamp(min=1.0)
 
 
-def train(train_cache: list[Path], val_cache: list[Path], out_dir: Path, recipe: Recipe, device: str = "auto", resume: bool = True) -> dict:
+def train(train_cache: list[Path], val_cache: list[Path], out_dir: Path, recipe: Recipe, device: str = "auto", resume: bool = True, init: Path | None = None) -> dict:
     """Train with early stopping on validation loss. Writes last.pt (resumable), best.pt (shippable), log.csv."""
     from tqdm import tqdm
 
@@ -140,6 +143,9 @@ def train(train_cache: list[Path], val_cache: list[Path], out_dir: Path, recipe:
         opt.load_state_dict(st["optimizer"])
         epoch, best, bad_epochs, elapsed = int(st["epoch"]), float(st["best"]), int(st["bad_epochs"]), float(st["elapsed"])
         log.info("resumed %s at epoch %d (best val %.4f)", state_path, epoch, best)
+    elif init is not None:
+        model.load_state_dict(torch.load(init, map_location=dev, weights_only=True)["state_dict"], strict=True)
+        log.info("starting from the weights of %s", init)
     (out_dir / "recipe.json").write_text(json.dumps({k: config_to_dict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in recipe.__dict__.items()}, indent=1))
 
     tc = recipe.train
@@ -152,7 +158,8 @@ def train(train_cache: list[Path], val_cache: list[Path], out_dir: Path, recipe:
         bar = tqdm(range(tc.steps_per_epoch), desc=f"epoch {epoch}", leave=False)
         for _ in bar:
             x, f, y, m = (t.to(dev) for t in sample_batch(recs, weights, recipe, rng))
-            loss = masked_bce(model(x, f), y, m)
+            weight = 1.0 + tc.shift_weight * (y - x).abs() if tc.shift_weight else None
+            loss = masked_bce(model(x, f), y, m, weight)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
