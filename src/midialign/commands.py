@@ -96,6 +96,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-minutes", type=float, help="override the recipe's training-time budget")
     p.add_argument("--max-epochs", type=int, help="override the recipe's epoch limit")
     p.add_argument("--init", help="start from this checkpoint's weights (fine-tuning)")
+    p.add_argument("--lr", type=float, help="override the recipe's initial learning rate")
     p.set_defaults(func=_run_train)
 
 
@@ -111,6 +112,8 @@ def _run_train(args: argparse.Namespace) -> int:
     recipe = RECIPES[args.recipe]
     if args.max_minutes is not None:
         recipe = replace(recipe, train=replace(recipe.train, max_minutes=args.max_minutes))
+    if args.lr is not None:
+        recipe = replace(recipe, train=replace(recipe.train, lr=args.lr))
     if args.max_epochs is not None:
         recipe = replace(recipe, train=replace(recipe.train, max_epochs=args.max_epochs))
     result = train([Path(c) for c in args.cache], [Path(c) for c in args.val_cache], Path(args.out), recipe, args.device, resume=not args.restart, init=Path(args.init) if args.init else None)

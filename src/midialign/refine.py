@@ -163,3 +163,4 @@ def _follow_neighbours(notes: Notes, new: np.ndarray, moved: np.ndarray, conf: n
 def _keep_offsets_after_onsets(notes: Notes, new: np.ndarray) -> None:
     bad = new[:, 1] < new[:, 0] + 0.01
     new[bad, 1] = new[bad, 0] + np.maximum(notes.offsets[bad] - notes.onsets[bad], 0.01)
+

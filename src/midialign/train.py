@@ -135,12 +135,15 @@ def train(train_cache: list[Path], val_cache: list[Path], out_dir: Path, recipe:
 
     model = CRNN(recipe.model).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=recipe.train.lr)
+    # Cut the learning rate when validation stalls; on CPU budgets this gains more than waiting.
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.3, patience=1)
     state_path, best_path, log_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "log.csv"
     epoch, best, bad_epochs, elapsed = 0, float("inf"), 0, 0.0
     if resume and state_path.exists():
         st = torch.load(state_path, map_location=dev, weights_only=True)
         model.load_state_dict(st["model"], strict=True)
         opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
         epoch, best, bad_epochs, elapsed = int(st["epoch"]), float(st["best"]), int(st["bad_epochs"]), float(st["elapsed"])
         log.info("resumed %s at epoch %d (best val %.4f)", state_path, epoch, best)
     elif init is not None:
@@ -169,6 +172,7 @@ def train(train_cache: list[Path], val_cache: list[Path], out_dir: Path, recipe:
         val_loss = evaluate_loss(model, val, dev) if val else float(np.mean(losses))
         epoch += 1
         elapsed += time.time() - t_start
+        sched.step(val_loss)
         improved = val_loss < best
         if improved:
             best, bad_epochs = val_loss, 0
@@ -177,8 +181,8 @@ def train(train_cache: list[Path], val_cache: list[Path], out_dir: Path, recipe:
         else:
             bad_epochs += 1
         _append_log(log_path, epoch, float(np.mean(losses)), val_loss, time.time() - t_start)
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best, "bad_epochs": bad_epochs, "elapsed": elapsed}, state_path)
-        log.info("epoch %d: train %.4f val %.4f%s (%.0f s)", epoch, np.mean(losses), val_loss, " *" if improved else "", time.time() - t_start)
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "bad_epochs": bad_epochs, "elapsed": elapsed}, state_path)
+        log.info("epoch %d: train %.4f val %.4f%s lr %.1e (%.0f s)", epoch, np.mean(losses), val_loss, " *" if improved else "", opt.param_groups[0]["lr"], time.time() - t_start)
     return {"epochs": epoch, "best_val_loss": best, "minutes": elapsed / 60}
 
 
