@@ -26,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register_cli(sub)
+    # Accept -q/-v after the subcommand too; SUPPRESS keeps a top-level flag from being reset.
+    for subparser in sub.choices.values():
+        group = subparser.add_mutually_exclusive_group()
+        group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only print errors")
+        group.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="print debug messages")
     return parser
 
 
