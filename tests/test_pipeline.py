@@ -1,0 +1,66 @@
+"""The end-to-end pipeline: default method, DTW fallback for unsure notes, the Python API."""
+import inspect
+
+import numpy as np
+import torch
+
+import midialign
+from midialign.cli import build_parser
+from midialign.config import FeatureConfig, InferenceConfig, ModelConfig
+from midialign.model import LoadedModel
+from midialign.notes import Notes
+from midialign.pipeline import _refine, align
+
+
+class FixedRoll(torch.nn.Module):
+    """Stands in for the CRNN: returns a fixed probability roll whatever it is given."""
+
+    def __init__(self, prob: np.ndarray) -> None:
+        super().__init__()
+        self.prob = torch.from_numpy(np.clip(prob, 1e-4, 1 - 1e-4).astype(np.float32))
+
+    def forward(self, roll: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        p = self.prob[:, : roll.shape[-1]].expand(roll.shape[0], -1, -1)
+        return torch.log(p / (1 - p))
+
+
+def _loaded(prob: np.ndarray) -> LoadedModel:
+    return LoadedModel(FixedRoll(prob), ModelConfig(), FeatureConfig(), "0" * 64)
+
+
+def test_default_method_is_dtw_then_crnn():
+    assert inspect.signature(align).parameters["method"].default == "dtw+crnn"
+    args = build_parser().parse_args(["align", "a.wav", "b.mid", "-o", "c.mid"])
+    assert args.method == "dtw+crnn"
+
+
+def test_unconfident_notes_keep_their_dtw_time():
+    notes = Notes([[1.00, 1.40], [2.00, 2.40]], [60, 64], [64, 64])
+    prob = np.zeros((88, 400), np.float32)
+    prob[60 - 21, 103:140] = 0.95  # confident detection 30 ms late
+    prob[64 - 21, 224:260] = 0.5  # just at threshold and 240 ms away: low confidence
+    out, moved, conf = _refine(notes, np.zeros((88, 400), np.float32), FeatureConfig(), _loaded(prob), InferenceConfig(), {}, keep_low_confidence=True)
+    assert moved.tolist() == [True, False]
+    assert abs(out.onsets[0] - 1.03) < 0.006
+    assert out.onsets[1] == 2.00 and conf[1] < InferenceConfig().min_confidence
+
+
+def test_dtw_plus_crnn_equals_dtw_where_the_network_finds_nothing(tiny_pair):
+    silent_net = _loaded(np.zeros((88, 2000), np.float32))
+    dtw = align(tiny_pair.audio, tiny_pair.midi, method="dtw")
+    both = align(tiny_pair.audio, tiny_pair.midi, method="dtw+crnn", model=silent_net)
+    np.testing.assert_array_equal(both.notes.intervals, dtw.notes.intervals)
+    assert not both.moved.any()
+    assert both.path is not None and both.path.shape[1] == 2
+    assert {"load", "features", "dtw", "network", "postprocess"} <= set(both.timings)
+
+
+def test_api_accepts_arrays_and_note_lists(tiny_pair):
+    import soundfile as sf
+
+    y, sr = sf.read(tiny_pair.audio, dtype="float32")
+    stereo_44k = np.repeat(np.interp(np.arange(int(len(y) * 44100 / sr)) * sr / 44100, np.arange(len(y)), y)[:, None], 2, axis=1)
+    result = midialign.align((stereo_44k, 44100), tiny_pair.notes, method="dtw")
+    assert len(result.notes) == len(tiny_pair.notes)
+    assert np.array_equal(result.notes.pitches, tiny_pair.notes.pitches)
+    assert np.abs(result.notes.onsets - tiny_pair.notes.onsets).max() < 0.1
