@@ -398,15 +398,3 @@ def summarize(result: dict[str, list[dict]]) -> str:
         lines.append(f"{s}: {len(metas)} cases, {notes} notes ({unplayed} unplayed), {hours:.2f} h of audio")
     return "\n".join(lines)
 
-
-def load_case(case_dir: str | Path) -> tuple[Path, Notes, Notes, dict]:
-    """(audio path, input notes, reference notes in input order, meta)."""
-    case_dir = Path(case_dir)
-    audio = next(iter(sorted(case_dir.glob("audio.*"))), None)
-    if audio is None or not is_finished(case_dir):
-        raise ValueError(f"{case_dir}: not a finished case folder")
-    inp = read_midi(case_dir / "input.mid")
-    ref = read_note_table(case_dir / "reference.tsv", keep_order=True)
-    if len(ref) != len(inp) or not np.array_equal(ref.pitches, inp.pitches):
-        raise ValueError(f"{case_dir}: reference.tsv does not match input.mid note for note")
-    return audio, inp, ref, json.loads((case_dir / "meta.json").read_text())

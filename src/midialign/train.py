@@ -167,7 +167,7 @@ def train(train_cache: list[Path], val_cache: list[Path], out_dir: Path, recipe:
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         val_loss = evaluate_loss(model, val, dev) if val else float(np.mean(losses))
         epoch += 1
