@@ -244,8 +244,9 @@ def test_midi_round_trip_keeps_reference_rows(tmp_path: Path) -> None:
 
 
 def test_same_seed_same_case(tmp_path: Path) -> None:
-    from midialign.cases import build_maps_case, load_case
+    from midialign.cases import build_maps_case
     from midialign.data import maps_pieces
+    from midialign.metrics import load_case
 
     root = tmp_path / "maps"
     _fake_maps(root, ["bach_846"], ["chpn-p14"])
@@ -258,7 +259,8 @@ def test_same_seed_same_case(tmp_path: Path) -> None:
         assert (da / f).read_bytes() == (db / f).read_bytes()
     other = build_maps_case(piece, "maps_am_tempo", tmp_path / "c", seed=4)
     assert other["tempo_factor"] != metas[0]["tempo_factor"]
-    audio, inp, ref, meta = load_case(da)
+    case = load_case(da)
+    inp, ref, meta = case.input_notes, case.reference, case.meta
     assert len(inp) == 8 and np.allclose(ref.onsets, 0.1 + 0.2 * np.arange(8))
     assert np.all(np.abs(inp.onsets / meta["tempo_factor"] - ref.onsets) <= 0.05 + 1e-3)
     # Resuming leaves a finished case alone.
