@@ -16,6 +16,7 @@ held-out soundfont).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import zlib
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from .notes import Notes, atomic_write_text, read_midi, read_note_table, write_midi, write_note_table
+
+log = logging.getLogger("midialign")
 
 SETS = ("maps_am_jitter50", "maps_am_jitter100", "maps_am_tempo", "asap_score")
 SAMPLE_RATE = 16000
@@ -321,12 +324,12 @@ def _asap_selection(asap_root: Path, out_dir: Path, seed: int, count: int) -> li
             stp = score_to_performance(perf)
             plan = plan_asap_case(stp)
         except (ValueError, KeyError, IndexError) as exc:
-            print(f"skip {perf.key}: {exc}")
+            log.info("skip %s: %s", perf.key, exc)
             continue
         inc = plan.include
         frac = float(((stp.perf_index >= 0) & inc).sum() / max(inc.sum(), 1))
         if frac < ASAP_MIN_MATCHED or stp.n_pitch_mismatch:
-            print(f"skip {perf.key}: {frac:.0%} of score notes matched, {stp.n_pitch_mismatch} pitch mismatches")
+            log.info("skip %s: %.0f%% of score notes matched, %d pitch mismatches", perf.key, 100 * frac, stp.n_pitch_mismatch)
             continue
         chosen.append(perf)
         titles.add((perf.composer, perf.title))

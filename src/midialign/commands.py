@@ -238,5 +238,5 @@ def _run_make_cases(args: argparse.Namespace) -> int:
     result = make_cases(Path(args.maps) if args.maps else None, Path(args.asap) if args.asap else None,
                         Path(args.out), sets, args.seed, args.asap_count)
     print(summarize(result))
-    print(f"done in {time.time() - t0:.0f} s")
+    log.info("done in %.0f s", time.time() - t0)
     return 0
