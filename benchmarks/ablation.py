@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from midialign.augment import apply_jitter, clip_notes, draw_jitter
-from midialign.config import AugmentConfig, FeatureConfig, InferenceConfig, ModelConfig, TrainConfig
+from midialign.config import FeatureConfig, ModelConfig
 from midialign.data import build_cache, maps_pieces
-from midialign.features import compute_features, load_audio
+from midialign.features import load_audio
 from midialign.model import load_model
 from midialign.notes import Notes, read_note_table
 from midialign.pipeline import align

@@ -90,3 +90,26 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "tiny.pt"
     save_checkpoint(path, CRNN(ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16)), FeatureConfig())
     return path
+
+
+def notes_from_rows(rows: list[tuple[float, float, int]]) -> Notes:
+    """Notes from (onset, offset, pitch) rows, velocity 80."""
+    arr = np.array(rows, dtype=np.float64).reshape(-1, 3)
+    return Notes(arr[:, :2], arr[:, 2], np.full(len(arr), 80))
+
+
+def write_case(root: Path, input_notes: Notes, reference: Notes, name: str = "case") -> Path:
+    """An evaluation case folder; the audio is a tiny noise wav (never analysed by these tests)."""
+    import json
+
+    import soundfile as sf
+
+    from midialign.notes import write_note_table
+
+    d = root / name
+    d.mkdir(parents=True)
+    sf.write(d / "audio.wav", np.random.default_rng(0).normal(0, 1e-3, 16000).astype(np.float32), 16000)
+    write_midi(input_notes, d / "input.mid")
+    write_note_table(reference, d / "reference.tsv")
+    (d / "meta.json").write_text(json.dumps({"source": "synthetic"}))
+    return d

@@ -7,32 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import notes_from_rows, write_case
 from midialign.bench import run_bench
-from midialign.notes import Notes, read_midi, write_midi, write_note_table
-
-
-def make_notes(rows: list[tuple[float, float, int]]) -> Notes:
-    arr = np.array(rows, dtype=np.float64).reshape(-1, 3)
-    return Notes(arr[:, :2], arr[:, 2], np.full(len(arr), 80))
-
-
-def write_case(root: Path, input_notes: Notes, reference: Notes, name: str) -> Path:
-    """A case folder with a 1 s noise wav (the stub aligner never listens to it)."""
-    import soundfile as sf
-
-    d = root / name
-    d.mkdir(parents=True)
-    sf.write(d / "audio.wav", np.random.default_rng(0).normal(0, 1e-3, 16000).astype(np.float32), 16000)
-    write_midi(input_notes, d / "input.mid")
-    write_note_table(reference, d / "reference.tsv")
-    (d / "meta.json").write_text(json.dumps({"source": "synthetic"}))
-    return d
+from midialign.notes import Notes, read_midi
 
 
 @pytest.fixture()
 def case_set(tmp_path: Path) -> Path:
     root = tmp_path / "set"
-    inp = make_notes([(0.0, 0.4, 60), (0.5, 0.9, 62), (1.0, 1.4, 64)])
+    inp = notes_from_rows([(0.0, 0.4, 60), (0.5, 0.9, 62), (1.0, 1.4, 64)])
     # Reference = input shifted by 20 ms (case a) / 60 ms (case b); case b's last note not played.
     write_case(root, inp, inp.shifted(0.02), name="a")
     ref_b = inp.shifted(0.06).intervals.copy()

@@ -1,5 +1,4 @@
 """Notes I/O, piano roll and audio features."""
-from pathlib import Path
 
 import numpy as np
 import pytest

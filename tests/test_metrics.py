@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import notes_from_rows, write_case
 from midialign.metrics import (
     NoteErrors,
     absolute_errors,
@@ -15,25 +16,7 @@ from midialign.metrics import (
     score_case,
     score_errors,
 )
-from midialign.notes import InputError, Notes, read_midi, write_midi, write_note_table
-
-
-def make_notes(rows: list[tuple[float, float, int]]) -> Notes:
-    arr = np.array(rows, dtype=np.float64).reshape(-1, 3)
-    return Notes(arr[:, :2], arr[:, 2], np.full(len(arr), 80))
-
-
-def write_case(root: Path, input_notes: Notes, reference: Notes, name: str = "case") -> Path:
-    """A case folder; the audio is a tiny noise wav (its content is never analysed here)."""
-    import soundfile as sf
-
-    d = root / name
-    d.mkdir(parents=True)
-    sf.write(d / "audio.wav", np.random.default_rng(0).normal(0, 1e-3, 16000).astype(np.float32), 16000)
-    write_midi(input_notes, d / "input.mid")
-    write_note_table(reference, d / "reference.tsv")
-    (d / "meta.json").write_text(json.dumps({"source": "synthetic"}))
-    return d
+from midialign.notes import InputError, read_midi, write_midi
 
 
 # ---------------------------------------------------------------- errors and scores
@@ -97,21 +80,21 @@ def test_empty_and_all_missed_scores_are_json_safe() -> None:
 
 
 def test_pair_notes_equal_counts_pair_by_onset_rank() -> None:
-    inp = make_notes([(0.0, 0.5, 60), (0.0, 0.5, 64), (1.0, 1.5, 60)])
+    inp = notes_from_rows([(0.0, 0.5, 60), (0.0, 0.5, 64), (1.0, 1.5, 60)])
     # Estimate listed in another order; the second 60 moved far, but rank pairing still holds.
-    est = make_notes([(1.9, 2.2, 60), (0.02, 0.5, 64), (0.01, 0.5, 60)])
+    est = notes_from_rows([(1.9, 2.2, 60), (0.02, 0.5, 64), (0.01, 0.5, 60)])
     np.testing.assert_array_equal(pair_notes(inp, est), [2, 1, 0])
 
 
 def test_pair_notes_extra_and_missing_estimates() -> None:
-    inp = make_notes([(0.0, 0.5, 60), (1.0, 1.5, 60), (2.0, 2.5, 60), (3.0, 3.5, 62)])
+    inp = notes_from_rows([(0.0, 0.5, 60), (1.0, 1.5, 60), (2.0, 2.5, 60), (3.0, 3.5, 62)])
     # Pitch 60: the middle note is missing and an extra note lies near 5 s. Pitch 62: one extra.
-    est = make_notes([(0.01, 0.5, 60), (2.02, 2.5, 60), (5.0, 5.5, 60), (3.0, 3.5, 62), (3.5, 3.9, 62)])
+    est = notes_from_rows([(0.01, 0.5, 60), (2.02, 2.5, 60), (5.0, 5.5, 60), (3.0, 3.5, 62), (3.5, 3.9, 62)])
     pairing = pair_notes(inp, est)
     # Three input 60s, three estimate 60s: equal counts, so rank pairing (even with the stray one).
     np.testing.assert_array_equal(pairing, [0, 1, 2, 3])
 
-    est2 = make_notes([(0.01, 0.5, 60), (2.02, 2.5, 60), (3.0, 3.5, 62), (3.5, 3.9, 62), (9.0, 9.5, 70)])
+    est2 = notes_from_rows([(0.01, 0.5, 60), (2.02, 2.5, 60), (3.0, 3.5, 62), (3.5, 3.9, 62), (9.0, 9.5, 70)])
     pairing2 = pair_notes(inp, est2)
     # Pitch 60: two estimates for three inputs; Hungarian leaves the 1.0 s note unpaired.
     # Pitch 62: two estimates for one input; the nearer one (3.0 s) is taken.
@@ -123,9 +106,9 @@ def test_pair_notes_extra_and_missing_estimates() -> None:
 
 @pytest.fixture()
 def case_dir(tmp_path: Path) -> Path:
-    inp = make_notes([(0.0, 0.4, 60), (0.5, 0.9, 62), (1.0, 1.4, 64), (1.5, 1.9, 60)])
+    inp = notes_from_rows([(0.0, 0.4, 60), (0.5, 0.9, 62), (1.0, 1.4, 64), (1.5, 1.9, 60)])
     # Row 2 (pitch 64) was not played: nan onset and offset, excluded from scoring.
-    ref = make_notes([(0.01, 0.41, 60), (0.53, 0.93, 62), (np.nan, np.nan, 64), (1.6, 2.0, 60)])
+    ref = notes_from_rows([(0.01, 0.41, 60), (0.53, 0.93, 62), (np.nan, np.nan, 64), (1.6, 2.0, 60)])
     return write_case(tmp_path, inp, ref)
 
 
@@ -139,7 +122,7 @@ def test_load_case_reads_in_canonical_input_order(case_dir: Path) -> None:
 def test_score_case_excludes_nan_rows_and_pairs_midi_estimates(case_dir: Path, tmp_path: Path) -> None:
     case = load_case(case_dir)
     # Estimate errors: 10, 30, (unscored), 0 ms, written and re-read as MIDI like the CLI does.
-    est = make_notes([(0.0, 0.4, 60), (0.5, 0.9, 62), (1.2, 1.4, 64), (1.6, 2.0, 60)])
+    est = notes_from_rows([(0.0, 0.4, 60), (0.5, 0.9, 62), (1.2, 1.4, 64), (1.6, 2.0, 60)])
     write_midi(est, tmp_path / "est.mid")
     s = score_case(case, read_midi(tmp_path / "est.mid"))
     assert (s.n_notes, s.n_missed, s.n_extra) == (3, 0, 0)
@@ -151,7 +134,7 @@ def test_score_case_excludes_nan_rows_and_pairs_midi_estimates(case_dir: Path, t
 def test_score_case_with_extra_and_missing_estimate_notes(case_dir: Path) -> None:
     case = load_case(case_dir)
     # No estimate for the first 60 (paired to the 1.6 s one by Hungarian); an extra 70 and an extra 62.
-    est = make_notes([(0.5, 0.9, 62), (0.8, 1.0, 62), (1.0, 1.4, 64), (1.62, 2.0, 60), (3.0, 3.5, 70)])
+    est = notes_from_rows([(0.5, 0.9, 62), (0.8, 1.0, 62), (1.0, 1.4, 64), (1.62, 2.0, 60), (3.0, 3.5, 70)])
     s = score_case(case, est)
     assert (s.n_notes, s.n_missed, s.n_extra) == (3, 1, 2)
     # Scored: 60@0.01 missed, 62 err 30 ms, 60@1.6 err 20 ms.
@@ -162,11 +145,11 @@ def test_score_case_with_extra_and_missing_estimate_notes(case_dir: Path) -> Non
 
 
 def test_load_case_rejects_mismatched_reference(tmp_path: Path) -> None:
-    inp = make_notes([(0.0, 0.4, 60), (0.5, 0.9, 62)])
-    d = write_case(tmp_path, inp, make_notes([(0.0, 0.4, 60)]), name="short")
+    inp = notes_from_rows([(0.0, 0.4, 60), (0.5, 0.9, 62)])
+    d = write_case(tmp_path, inp, notes_from_rows([(0.0, 0.4, 60)]), name="short")
     with pytest.raises(ValueError, match="1 rows but input.mid has 2 notes"):
         load_case(d)
-    d = write_case(tmp_path, inp, make_notes([(0.0, 0.4, 60), (0.5, 0.9, 63)]), name="pitch")
+    d = write_case(tmp_path, inp, notes_from_rows([(0.0, 0.4, 60), (0.5, 0.9, 63)]), name="pitch")
     with pytest.raises(ValueError, match="row 1, reference 63 vs input 62"):
         load_case(d)
     with pytest.raises(InputError, match="not found"):
@@ -179,7 +162,7 @@ def test_load_case_rejects_mismatched_reference(tmp_path: Path) -> None:
 def test_evaluate_cli_writes_json(case_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from midialign.cli import main
 
-    est = make_notes([(0.01, 0.41, 60), (0.53, 0.93, 62), (1.0, 1.4, 64), (1.6, 2.0, 60)])
+    est = notes_from_rows([(0.01, 0.41, 60), (0.53, 0.93, 62), (1.0, 1.4, 64), (1.6, 2.0, 60)])
     write_midi(est, tmp_path / "est.mid")
     out = tmp_path / "out" / "scores.json"
     assert main(["evaluate", str(case_dir), str(tmp_path / "est.mid"), "--json", str(out)]) == 0

@@ -9,7 +9,7 @@ import torch
 from midialign.config import FeatureConfig, InferenceConfig, ModelConfig
 from midialign.model import CRNN, load_model, predict_roll, save_checkpoint
 from midialign.notes import Notes, write_note_table
-from midialign.refine import detect_notes, match_pitch, refine_notes
+from midialign.refine import match_pitch, refine_notes
 
 TINY = ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16)
 

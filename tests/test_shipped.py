@@ -3,7 +3,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from midialign.model import default_weights_path, file_sha256, load_model
 from midialign.notes import read_note_table

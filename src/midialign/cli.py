@@ -2,17 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from typing import Callable, Sequence
 
 log = logging.getLogger("midialign")
-
-# Modules that add subcommands: each has register_cli(subparsers) setting
-# `func` on its parser(s). Imported lazily-light: these modules must not import
-# torch or librosa at module level.
-_COMMAND_MODULES = ("midialign.commands",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,8 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument("-q", "--quiet", action="store_true", help="only print errors")
     verbosity.add_argument("-v", "--verbose", action="store_true", help="print debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        importlib.import_module(name).register_cli(sub)
+    # commands.py keeps heavy imports inside each command, so building the parser stays fast.
+    from .commands import register_cli
+
+    register_cli(sub)
     # Accept -q/-v after the subcommand too; SUPPRESS keeps a top-level flag from being reset.
     for subparser in sub.choices.values():
         group = subparser.add_mutually_exclusive_group()

@@ -21,7 +21,6 @@ SILENCE_RMS = 1e-4
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Load any libsndfile format (wav, flac, ogg/opus, mp3), mix to mono, resample with soxr."""
     import soundfile as sf
-    import soxr
 
     path = Path(path)
     if not path.is_file():

@@ -155,28 +155,13 @@ def _summary(err: np.ndarray) -> tuple[list[float], float, float, float]:
 
 
 def score_errors(errors: NoteErrors) -> Scores:
-    on_within, on_mean, on_med, on_std = _summary(errors.onset)
-    off_within, off_mean, off_med, off_std = _summary(errors.offset)
-    return Scores(
-        n_notes=int(errors.onset.size),
-        n_missed=int(np.isinf(errors.onset).sum()),
-        n_extra=int(errors.n_extra),
-        onset_within_10ms=on_within[0],
-        onset_within_25ms=on_within[1],
-        onset_within_50ms=on_within[2],
-        onset_within_100ms=on_within[3],
-        onset_mean_ms=on_mean,
-        onset_median_ms=on_med,
-        onset_std_ms=on_std,
-        n_offsets=int(errors.offset.size),
-        offset_within_10ms=off_within[0],
-        offset_within_25ms=off_within[1],
-        offset_within_50ms=off_within[2],
-        offset_within_100ms=off_within[3],
-        offset_mean_ms=off_mean,
-        offset_median_ms=off_med,
-        offset_std_ms=off_std,
-    )
+    fields: dict = {"n_notes": int(errors.onset.size), "n_missed": int(np.isinf(errors.onset).sum()),
+                    "n_extra": int(errors.n_extra), "n_offsets": int(errors.offset.size)}
+    for kind, err in (("onset", errors.onset), ("offset", errors.offset)):
+        within, mean, median, std = _summary(err)
+        fields.update({f"{kind}_within_{tol}ms": share for tol, share in zip(TOLERANCES_MS, within)})
+        fields.update({f"{kind}_mean_ms": mean, f"{kind}_median_ms": median, f"{kind}_std_ms": std})
+    return Scores(**fields)
 
 
 def format_scores(scores: Scores) -> str:

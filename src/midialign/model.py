@@ -165,6 +165,10 @@ def predict_roll(model: CRNN, roll: np.ndarray, feats: np.ndarray, fps: int, cfg
         return torch.sigmoid(model(x, f))[0].numpy()
     starts = list(range(0, total - win, hop)) + [total - win]
     fade = win - hop
+    inner = _window_weight(win, fade)
+    first, last = inner.copy(), inner.copy()
+    first[:fade] = 1.0  # nothing before the first window to fade into
+    last[win - fade:] = 1.0
     acc = np.zeros((N_KEYS, total), dtype=np.float32)
     norm = np.zeros(total, dtype=np.float32)
     for b in range(0, len(starts), cfg.batch_size):
@@ -173,11 +177,7 @@ def predict_roll(model: CRNN, roll: np.ndarray, feats: np.ndarray, fps: int, cfg
         f = torch.from_numpy(np.stack([feats[:, s:s + win] for s in batch]).astype(np.float32))
         prob = torch.sigmoid(model(x, f)).numpy()
         for s, p in zip(batch, prob):
-            w = _window_weight(win, fade)
-            if s == 0:
-                w[:fade] = 1.0
-            if s == total - win:
-                w[win - fade:] = 1.0
+            w = first if s == 0 else last if s == total - win else inner
             acc[:, s:s + win] += p * w
             norm[s:s + win] += w
     return acc / np.maximum(norm, 1e-6)

@@ -255,15 +255,20 @@ def read_notes(path: str | Path) -> Notes:
     raise InputError(f"{path}: unsupported note file type {suffix!r} (use .mid, .tsv, .csv or a score file)")
 
 
-def read_score(path: str | Path, tempo_bpm: float = 100.0) -> Notes:
-    """Read a MusicXML/MEI/kern score through partitura (optional), repeats unfolded."""
+def load_unfolded_score(path: str | Path):
+    """(partitura part with parts merged and repeats unfolded maximally, its note array)."""
     pt = import_partitura()
     try:
         score = pt.load_score(str(path))
         part = pt.score.unfold_part_maximal(pt.score.merge_parts(score.parts))
-        na = part.note_array()
+        return part, part.note_array()
     except Exception as exc:
         raise InputError(f"{path}: not a readable score ({type(exc).__name__}: {exc})") from None
+
+
+def read_score(path: str | Path, tempo_bpm: float = 100.0) -> Notes:
+    """Read a MusicXML/MEI/kern score through partitura (optional), repeats unfolded."""
+    _, na = load_unfolded_score(path)
     sec_per_beat = 60.0 / tempo_bpm
     on = na["onset_beat"] * sec_per_beat
     off = on + np.maximum(na["duration_beat"], 1e-3) * sec_per_beat

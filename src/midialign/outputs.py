@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import io
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config import PITCH_MAX, PITCH_MIN, FeatureConfig, InferenceConfig
-from .notes import InputError, Notes, atomic_write_bytes, atomic_write_text, import_partitura, write_midi
+from .notes import InputError, Notes, atomic_write_bytes, atomic_write_text, import_partitura, load_unfolded_score, write_midi
 
 if TYPE_CHECKING:  # the pipeline imports heavy modules lazily; so do we
     from .pipeline import Alignment
@@ -160,13 +158,7 @@ def score_note_ids(score_path: str | Path):
     Mirrors read_score: merge parts, unfold repeats maximally, keep piano
     range, sort by (onset, pitch, offset).
     """
-    pt = import_partitura()
-    try:
-        score = pt.load_score(str(score_path))
-        part = pt.score.unfold_part_maximal(pt.score.merge_parts(score.parts))
-        na = part.note_array()
-    except Exception as exc:
-        raise InputError(f"{score_path}: not a readable score ({type(exc).__name__}: {exc})") from None
+    part, na = load_unfolded_score(score_path)
     keep = (na["pitch"] >= PITCH_MIN) & (na["pitch"] <= PITCH_MAX)
     na = na[keep]
     on = na["onset_beat"].astype(np.float64)

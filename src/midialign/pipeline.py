@@ -115,12 +115,10 @@ def align(
     timings["features"] = time.perf_counter() - t
     current, path = notes, None
     if method.startswith("dtw"):
-        from .coarse import DTWConfig, dtw_path, warp_notes
+        from .coarse import DTWConfig, align_notes
 
         t = time.perf_counter()
-        cfg = DTWConfig()
-        path = dtw_path(y, fcfg.sample_rate, notes, cfg, cqt=feats, fps=fcfg.fps)
-        current = warp_notes(notes, path, cfg.bias_s)
+        current, path = align_notes(y, fcfg.sample_rate, notes, DTWConfig(), cqt=feats, fps=fcfg.fps)
         timings["dtw"] = time.perf_counter() - t
     moved = np.zeros(len(notes), bool)
     conf = np.full(len(notes), 0.5 if path is not None else 0.0)
@@ -139,14 +137,14 @@ def _refine(notes: Notes, feats: np.ndarray, fcfg: FeatureConfig, model, inferen
     from .roll import notes_to_roll
 
     t = time.perf_counter()
-    shift = 0.0
-    if notes.onsets.min() < 0:  # the roll has no negative frames
-        shift = -float(notes.onsets.min())
-    roll = notes_to_roll(notes.shifted(shift) if shift else notes, fcfg.fps, feats.shape[1])
+    # The roll has no negative frames: move notes that start before 0 in, and back out after.
+    shift = max(0.0, -float(notes.onsets.min()))
+    placed = notes.shifted(shift) if shift else notes
+    roll = notes_to_roll(placed, fcfg.fps, feats.shape[1])
     prob = predict_roll(model.model, roll, feats, fcfg.fps, inference)
     timings["network"] = time.perf_counter() - t
     t = time.perf_counter()
-    refined = refine_notes(notes.shifted(shift) if shift else notes, prob, fcfg.fps, inference)
+    refined = refine_notes(placed, prob, fcfg.fps, inference)
     new = refined.notes.intervals - shift
     conf = refined.confidence
     moved = refined.moved

@@ -20,7 +20,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .config import PITCH_MIN, InferenceConfig
 from .notes import Notes
-from .roll import _crossing
+from .roll import active_segments, crossing_frame
 
 # Confidence given to notes moved by their neighbours' shift, not by a detection.
 NEIGHBOUR_CONFIDENCE = 0.25
@@ -46,16 +46,12 @@ class Refined:
 def detect_notes(prob: np.ndarray, fps: float, threshold: float) -> list[Detection]:
     """Segments above threshold per pitch, split at dips; onsets/offsets at sub-frame precision."""
     out: list[Detection] = []
-    active = prob >= threshold
-    for key in np.flatnonzero(active.any(axis=1)):
+    for key, s, e in active_segments(prob, threshold):
         row = prob[key]
-        edges = np.diff(np.concatenate([[0], active[key].astype(np.int8), [0]]))
-        for s, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
-            for a, b in _split_at_dips(row, s, e):
-                on = _crossing(row, a, threshold) if a == s else float(a)
-                off = _crossing(row, b, threshold) if b == e else float(b)
-                head = row[a:min(b, a + 3)]
-                out.append(Detection(int(key + PITCH_MIN), on / fps, off / fps, float(head.max())))
+        for a, b in _split_at_dips(row, s, e):
+            on = crossing_frame(row, a, threshold) if a == s else float(a)
+            off = crossing_frame(row, b, threshold) if b == e else float(b)
+            out.append(Detection(key + PITCH_MIN, on / fps, off / fps, float(row[a:min(b, a + 3)].max())))
     return out
 
 

@@ -284,27 +284,20 @@ class EffectParams:
         return json.dumps(self.to_json())
 
 
+# (low, high) of each effect parameter, drawn in this order.
+_EFFECT_RANGES = {
+    "full": {"gain_db": (-12, 0), "tilt_db_per_octave": (-3, 2), "reverb_rt60_s": (0.1, 1.5),
+             "reverb_wet": (0.0, 0.5), "snr_db": (15, 45), "noise_colour": (0, 1)},
+    "mild": {"gain_db": (-6, 0), "tilt_db_per_octave": (-1.5, 1.0), "reverb_rt60_s": (0.2, 0.8),
+             "reverb_wet": (0.05, 0.25), "snr_db": (30, 45), "noise_colour": (0, 1)},
+}
+
+
 def draw_effects(rng: np.random.Generator, mild: bool = False) -> EffectParams:
     """Random effect parameters; mild keeps the audio clean (validation cases)."""
-    if mild:
-        return EffectParams(
-            gain_db=float(rng.uniform(-6, 0)),
-            tilt_db_per_octave=float(rng.uniform(-1.5, 1.0)),
-            reverb_rt60_s=float(rng.uniform(0.2, 0.8)),
-            reverb_wet=float(rng.uniform(0.05, 0.25)),
-            snr_db=float(rng.uniform(30, 45)),
-            noise_colour=float(rng.uniform(0, 1)),
-            seed=int(rng.integers(0, 2**31 - 1)),
-        )
-    return EffectParams(
-        gain_db=float(rng.uniform(-12, 0)),
-        tilt_db_per_octave=float(rng.uniform(-3, 2)),
-        reverb_rt60_s=float(rng.uniform(0.1, 1.5)),
-        reverb_wet=float(rng.uniform(0.0, 0.5)),
-        snr_db=float(rng.uniform(15, 45)),
-        noise_colour=float(rng.uniform(0, 1)),
-        seed=int(rng.integers(0, 2**31 - 1)),
-    )
+    ranges = _EFFECT_RANGES["mild" if mild else "full"]
+    values = {name: float(rng.uniform(lo, hi)) for name, (lo, hi) in ranges.items()}
+    return EffectParams(**values, seed=int(rng.integers(0, 2**31 - 1)))
 
 
 def _tilt(y: np.ndarray, sr: int, db_per_octave: float) -> np.ndarray:

@@ -34,16 +34,26 @@ def notes_to_roll(notes: Notes, fps: float, n_frames: int | None = None, restrik
         if s < n_frames:
             roll[k, s:min(e, n_frames)] = 1.0
     if restrike_gap:
-        for k, s in zip(keys, start):
-            if 0 < s < n_frames and _sounds_before(k, s, keys, start, end):
-                roll[k, s - 1] = 0.0
+        for key in np.unique(keys):
+            s, e = start[keys == key], end[keys == key]
+            order = np.argsort(s, kind="stable")
+            s, e = s[order], e[order]
+            # A note is a re-strike when an earlier-starting note of its key still sounds at its frame.
+            n_earlier = np.searchsorted(s, s, side="left")
+            latest_end = np.maximum.accumulate(e)
+            restruck = (n_earlier > 0) & (latest_end[np.maximum(n_earlier - 1, 0)] >= s)
+            gaps = s[restruck & (s > 0) & (s < n_frames)]
+            roll[key, gaps - 1] = 0.0
     return roll
 
 
-def _sounds_before(key: int, frame: int, keys: np.ndarray, start: np.ndarray, end: np.ndarray) -> bool:
-    """Does another note of this key sound on the frame just before `frame`?"""
-    same = (keys == key) & (start < frame) & (end >= frame)
-    return bool(same.any())
+def active_segments(prob: np.ndarray, threshold: float):
+    """Yield (key index, first frame, end frame exclusive) of every run of prob >= threshold."""
+    active = prob >= threshold
+    for key in np.flatnonzero(active.any(axis=1)):
+        edges = np.diff(np.concatenate([[0], active[key].astype(np.int8), [0]]))
+        for s, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            yield int(key), int(s), int(e)
 
 
 def roll_to_notes(prob: np.ndarray, fps: float, threshold: float = 0.5, min_frames: int = 1) -> list[tuple[int, float, float, float]]:
@@ -53,22 +63,16 @@ def roll_to_notes(prob: np.ndarray, fps: float, threshold: float = 0.5, min_fram
     to sub-frame precision by linear interpolation of the threshold crossing.
     """
     out: list[tuple[int, float, float, float]] = []
-    active = prob >= threshold
-    for key in np.flatnonzero(active.any(axis=1)):
-        row, act = prob[key], active[key].astype(np.int8)
-        edges = np.diff(np.concatenate([[0], act, [0]]))
-        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-        for s, e in zip(starts, ends):
-            if e - s < min_frames:
-                continue
-            on = _crossing(row, s, threshold)
-            off = _crossing(row, e, threshold)
-            out.append((int(key + PITCH_MIN), on / fps, off / fps, float(row[s:e].mean())))
+    for key, s, e in active_segments(prob, threshold):
+        if e - s >= min_frames:
+            row = prob[key]
+            on, off = crossing_frame(row, s, threshold), crossing_frame(row, e, threshold)
+            out.append((key + PITCH_MIN, on / fps, off / fps, float(row[s:e].mean())))
     out.sort(key=lambda n: (n[1], n[0]))
     return out
 
 
-def _crossing(row: np.ndarray, k: int, threshold: float) -> float:
+def crossing_frame(row: np.ndarray, k: int, threshold: float) -> float:
     """Fractional frame of the threshold crossing between frames k-1 and k.
 
     A hard 0->1 step at frame k maps back to exactly k, matching
