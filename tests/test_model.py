@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from midialign.config import FeatureConfig, InferenceConfig, ModelConfig
-from midialign.model import CRNN, load_model, predict_roll, save_checkpoint
+from midialign.model import CRNN, load_model, predict_probs, save_checkpoint
 from midialign.notes import Notes, write_note_table
-from midialign.refine import match_pitch, refine_notes
+from midialign.refine import detect_onsets, match_pitch, refine_notes
+from midialign.roll import notes_to_roll, onset_roll
 
 TINY = ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16)
 
@@ -20,9 +21,19 @@ def test_shapes_for_every_variant(rnn, midi_input):
     torch.manual_seed(0)
     model = CRNN(ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16, rnn=rnn, midi_input=midi_input))
     x = torch.rand(2, 88, 37)
-    assert model(x, x).shape == (2, 88, 37)
+    assert model(x, x).shape == (2, 1, 88, 37)
     with pytest.raises(ValueError):
         model(torch.rand(2, 88, 37), torch.rand(2, 88, 36))
+
+
+@pytest.mark.parametrize("midi_input", [True, False])
+def test_onset_head_adds_an_output_channel(midi_input):
+    torch.manual_seed(0)
+    model = CRNN(ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16, midi_input=midi_input, onset_head=True))
+    x = torch.rand(2, 88, 37)
+    out = model(x, x)
+    assert out.shape == (2, 2, 88, 37) and model.n_outputs == 2
+    assert not torch.equal(out[:, 0], out[:, 1])
 
 
 def test_blind_model_ignores_the_midi():
@@ -51,7 +62,7 @@ def test_windowed_inference_equals_single_pass_on_short_input():
     roll = (rng.random((88, 300)) > 0.9).astype(np.float32)
     feats = rng.random((88, 300)).astype(np.float32)
     single = torch.sigmoid(model(torch.from_numpy(roll[None]), torch.from_numpy(feats[None])))[0].detach().numpy()
-    windowed = predict_roll(model, roll, feats, 100, InferenceConfig(window_s=4.0, hop_s=2.0))
+    windowed = predict_probs(model, roll, feats, 100, InferenceConfig(window_s=4.0, hop_s=2.0))
     np.testing.assert_allclose(windowed, single, atol=1e-6)
 
 
@@ -63,7 +74,7 @@ def test_windowed_inference_has_no_seams():
     roll = (rng.random((88, 1000)) > 0.9).astype(np.float32)
     feats = rng.random((88, 1000)).astype(np.float32)
     single = torch.sigmoid(model(torch.from_numpy(roll[None]), torch.from_numpy(feats[None])))[0].detach().numpy()
-    windowed = predict_roll(model, roll, feats, 100, InferenceConfig(window_s=2.0, hop_s=1.0, batch_size=3))
+    windowed = predict_probs(model, roll, feats, 100, InferenceConfig(window_s=2.0, hop_s=1.0, batch_size=3))
     assert windowed.shape == single.shape
     assert np.abs(windowed - single).max() < 0.05
 
@@ -82,6 +93,32 @@ def test_postprocessing_moves_notes_to_their_detections():
     np.testing.assert_allclose(out.notes.onsets, [0.53, 1.02, 1.10], atol=0.006)
     np.testing.assert_allclose(out.notes.offsets, [0.95, 1.42, 1.60], atol=0.006)
     assert out.moved.all() and (out.confidence > 0.5).all()
+    with pytest.raises(ValueError, match="probabilities"):
+        refine_notes(notes, np.stack([prob] * 3), 100, InferenceConfig())
+
+
+def test_onset_peaks_give_sub_frame_onsets():
+    """The soft onset target, read back by peak interpolation, keeps the onset to within a millisecond."""
+    true = Notes([[0.503, 0.9], [0.7271, 0.9], [1.0, 1.3], [1.1166, 1.5]], [60, 60, 64, 72], [64] * 4)
+    onsets = onset_roll(true, 100, 200)
+    assert onsets.max() == pytest.approx(1.0, abs=0.01) and onsets.min() == 0.0
+    frames = notes_to_roll(true, 100, 200)
+    dets = sorted(detect_onsets(onsets, frames, 100, InferenceConfig()), key=lambda d: (d.onset, d.pitch))
+    assert [d.pitch for d in dets] == [60, 60, 64, 72]
+    np.testing.assert_allclose([d.onset for d in dets], true.onsets, atol=0.001)
+    np.testing.assert_allclose([d.offset for d in dets], [0.72, 0.9, 1.3, 1.5], atol=0.011)
+
+
+def test_postprocessing_with_an_onset_roll():
+    """Two strikes of one key merged in the frame roll: the onset roll still separates them."""
+    notes = Notes([[0.50, 0.70], [0.74, 1.00], [0.55, 1.0]], [60, 60, 67], [64] * 3)
+    true = Notes([[0.523, 0.75], [0.768, 1.02], [0.50, 1.0]], [60, 60, 67], [64] * 3)
+    probs = np.stack([_prob_roll([(60, 0.52, 1.02, 0.95), (67, 0.5, 1.0, 0.9)]), 0.9 * onset_roll(true, 100, 300)])
+    probs[1, 67 - 21] = 0.0  # 67 has no onset peak: it follows its neighbours
+    out = refine_notes(notes, probs, 100, InferenceConfig())
+    assert out.moved.tolist() == [True, True, False]
+    np.testing.assert_allclose(out.notes.onsets[:2], [0.523, 0.768], atol=0.0015)
+    assert out.confidence[0] > 0.5
 
 
 def test_postprocessing_with_a_missing_detection_follows_neighbours():
@@ -146,7 +183,7 @@ def _tiny_cache(root: Path, n: int = 2) -> Path:
 
 
 def test_two_training_steps_lower_the_loss(tmp_path):
-    from midialign.train import RECIPES, masked_bce, sample_batch
+    from midialign.train import RECIPES, model_loss, sample_batch
     from midialign.data import load_cache
 
     torch.manual_seed(0)
@@ -158,12 +195,23 @@ def test_two_training_steps_lower_the_loss(tmp_path):
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(3):
-        loss = masked_bce(model(batch[0], batch[1]), batch[2], batch[3])
+        loss = model_loss(model(batch[0], batch[1]), *batch[2:], recipe.train)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss))
     assert losses[2] < losses[0]
+
+
+def test_fine_tuning_may_add_only_an_onset_head(tmp_path):
+    from midialign.train import load_init
+
+    save_checkpoint(tmp_path / "frames.pt", CRNN(TINY), FeatureConfig())
+    with_onsets = CRNN(ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16, onset_head=True))
+    load_init(with_onsets, tmp_path / "frames.pt", torch.device("cpu"))
+    assert torch.equal(with_onsets.head.weight, torch.load(tmp_path / "frames.pt", weights_only=True)["state_dict"]["head.weight"])
+    with pytest.raises(ValueError, match="do not fit"):
+        load_init(CRNN(ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16, rnn="gru")), tmp_path / "frames.pt", torch.device("cpu"))
 
 
 def test_train_command_is_resumable_and_deterministic(tmp_path):

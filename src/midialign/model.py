@@ -39,8 +39,22 @@ class ConvStrand(nn.Module):
         return self.dense(h.permute(0, 2, 1, 3).reshape(b, t, c * f))
 
 
+def _local_net(cin: int, c: int) -> nn.Sequential:
+    """Convolutions over (time, pitch) at full pitch resolution; 17 frames of context."""
+    return nn.Sequential(
+        nn.Conv2d(cin, c, (9, 5), padding=(4, 2)),
+        nn.ReLU(),
+        nn.Conv2d(c, c, (9, 3), padding=(4, 1)),
+        nn.ReLU(),
+        nn.Conv2d(c, 1, 1),
+    )
+
+
 class CRNN(nn.Module):
-    """Aligned-roll predictor: (roll, features) each (B, 88, T) -> logits (B, 88, T)."""
+    """Aligned-roll predictor: (roll, features) each (B, 88, T) -> logits (B, C, 88, T).
+
+    Channel 0 is the frame roll; channel 1, with ``onset_head``, the onset roll.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -59,14 +73,17 @@ class CRNN(nn.Module):
         self.head = nn.Linear(out_width, N_KEYS)
         self.local: nn.Module | None = None
         if cfg.local_head:
-            c, cin = cfg.local_channels, 2 if cfg.midi_input else 1
-            self.local = nn.Sequential(
-                nn.Conv2d(cin, c, (9, 5), padding=(4, 2)),
-                nn.ReLU(),
-                nn.Conv2d(c, c, (9, 3), padding=(4, 1)),
-                nn.ReLU(),
-                nn.Conv2d(c, 1, 1),
-            )
+            self.local = _local_net(2 if cfg.midi_input else 1, cfg.local_channels)
+        self.onset_linear: nn.Module | None = None
+        self.onset_local: nn.Module | None = None
+        if cfg.onset_head:
+            self.onset_linear = nn.Linear(out_width, N_KEYS)
+            # Inputs: [roll,] features and their rise (half-wave rectified difference).
+            self.onset_local = _local_net(3 if cfg.midi_input else 2, cfg.onset_channels)
+
+    @property
+    def n_outputs(self) -> int:
+        return 2 if self.cfg.onset_head else 1
 
     def forward(self, roll: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         if roll.shape != feats.shape or roll.shape[1] != N_KEYS:
@@ -76,11 +93,22 @@ class CRNN(nn.Module):
             h = torch.cat([self.midi(roll), h], dim=-1)
         if self.rnn is not None:
             h, _ = self.rnn(h)
-        logits = self.head(self.dropout(h)).transpose(1, 2)
+        h = self.dropout(h)
+        logits = self.head(h).transpose(1, 2)
+        planes = [roll, feats] if self.midi is not None else [feats]
         if self.local is not None:
-            x = torch.stack([roll, feats], 1) if self.midi is not None else feats[:, None]
-            logits = logits + self.local(x.transpose(2, 3)).squeeze(1).transpose(1, 2)
-        return logits
+            logits = logits + _apply_local(self.local, planes)
+        if self.onset_linear is None or self.onset_local is None:
+            return logits[:, None]
+        rise = torch.relu(torch.diff(feats, dim=-1, prepend=feats[..., :1]))
+        onset = self.onset_linear(h).transpose(1, 2) + _apply_local(self.onset_local, planes + [rise])
+        return torch.stack([logits, onset], 1)
+
+
+def _apply_local(net: nn.Module, planes: list[torch.Tensor]) -> torch.Tensor:
+    """Run a local net on (B, 88, T) planes stacked as channels; returns (B, 88, T)."""
+    x = torch.stack(planes, 1).transpose(2, 3)  # (B, C, T, 88)
+    return net(x).squeeze(1).transpose(1, 2)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -146,8 +174,10 @@ def _window_weight(n: int, fade: int) -> np.ndarray:
 
 
 @torch.inference_mode()
-def predict_roll(model: CRNN, roll: np.ndarray, feats: np.ndarray, fps: int, cfg: InferenceConfig) -> np.ndarray:
-    """Probabilities (88, T) for a whole piece from overlapping windows, cross-faded.
+def predict_probs(model: CRNN, roll: np.ndarray, feats: np.ndarray, fps: int, cfg: InferenceConfig) -> np.ndarray:
+    """Probabilities (C, 88, T) for a whole piece from overlapping windows, cross-faded.
+
+    C is ``model.n_outputs``: the frame roll, then the onset roll if the model has one.
 
     Memory is bounded by batch_size windows, whatever the piece length.
     """
@@ -169,7 +199,7 @@ def predict_roll(model: CRNN, roll: np.ndarray, feats: np.ndarray, fps: int, cfg
     first, last = inner.copy(), inner.copy()
     first[:fade] = 1.0  # nothing before the first window to fade into
     last[win - fade:] = 1.0
-    acc = np.zeros((N_KEYS, total), dtype=np.float32)
+    acc = np.zeros((model.n_outputs, N_KEYS, total), dtype=np.float32)
     norm = np.zeros(total, dtype=np.float32)
     for b in range(0, len(starts), cfg.batch_size):
         batch = starts[b:b + cfg.batch_size]
@@ -178,6 +208,6 @@ def predict_roll(model: CRNN, roll: np.ndarray, feats: np.ndarray, fps: int, cfg
         prob = torch.sigmoid(model(x, f)).numpy()
         for s, p in zip(batch, prob):
             w = first if s == 0 else last if s == total - win else inner
-            acc[:, s:s + win] += p * w
+            acc[..., s:s + win] += p * w
             norm[s:s + win] += w
     return acc / np.maximum(norm, 1e-6)

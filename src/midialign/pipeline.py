@@ -132,7 +132,7 @@ def align(
 
 
 def _refine(notes: Notes, feats: np.ndarray, fcfg: FeatureConfig, model, inference: InferenceConfig, timings: dict[str, float], keep_low_confidence: bool) -> tuple[Notes, np.ndarray, np.ndarray]:
-    from .model import predict_roll
+    from .model import predict_probs
     from .refine import refine_notes
     from .roll import notes_to_roll
 
@@ -141,7 +141,7 @@ def _refine(notes: Notes, feats: np.ndarray, fcfg: FeatureConfig, model, inferen
     shift = max(0.0, -float(notes.onsets.min()))
     placed = notes.shifted(shift) if shift else notes
     roll = notes_to_roll(placed, fcfg.fps, feats.shape[1])
-    prob = predict_roll(model.model, roll, feats, fcfg.fps, inference)
+    prob = predict_probs(model.model, roll, feats, fcfg.fps, inference)
     timings["network"] = time.perf_counter() - t
     t = time.perf_counter()
     refined = refine_notes(placed, prob, fcfg.fps, inference)

@@ -8,6 +8,9 @@ move matched notes) with a sturdier matcher:
   detection that is nearer to its neighbour;
 - segments are split at clear dips so a quickly repeated note that the
   network merged still gives two onsets;
+- with an onset roll (models with an onset head), detections are its
+  peaks, placed at sub-frame precision by parabolic interpolation, and
+  the frame roll only gives the offsets;
 - a note without a detection follows the median shift of matched notes
   around it (it keeps its input time when there are none).
 """
@@ -52,6 +55,26 @@ def detect_notes(prob: np.ndarray, fps: float, threshold: float) -> list[Detecti
             on = crossing_frame(row, a, threshold) if a == s else float(a)
             off = crossing_frame(row, b, threshold) if b == e else float(b)
             out.append(Detection(key + PITCH_MIN, on / fps, off / fps, float(row[a:min(b, a + 3)].max())))
+    return out
+
+
+def detect_onsets(onset_prob: np.ndarray, frame_prob: np.ndarray, fps: float, cfg: InferenceConfig) -> list[Detection]:
+    """Peaks of the onset roll per pitch; each note ends where the frame roll drops below threshold."""
+    p = onset_prob
+    left = np.concatenate([np.zeros((p.shape[0], 1), p.dtype), p[:, :-1]], axis=1)
+    right = np.concatenate([p[:, 1:], np.zeros((p.shape[0], 1), p.dtype)], axis=1)
+    keys, frames = np.nonzero((p >= cfg.onset_threshold) & (p >= left) & (p > right))
+    # Vertex of the parabola through the peak and its neighbours.
+    a, b, c = left[keys, frames], p[keys, frames], right[keys, frames]
+    curv = a - 2 * b + c
+    delta = np.where(curv < 0, 0.5 * (a - c) / np.where(curv < 0, curv, -1.0), 0.0)
+    onsets = (frames + np.clip(delta, -0.5, 0.5)) / fps
+    out: list[Detection] = []
+    for i, (key, k) in enumerate(zip(keys, frames)):
+        nxt = frames[i + 1] if i + 1 < len(frames) and keys[i + 1] == key else p.shape[1]
+        below = np.flatnonzero(frame_prob[key, k + 1:nxt] < cfg.threshold)
+        end = k + 1 + below[0] if len(below) else nxt
+        out.append(Detection(int(key) + PITCH_MIN, float(onsets[i]), max(end / fps, float(onsets[i]) + 0.01), float(b[i])))
     return out
 
 
@@ -109,8 +132,19 @@ def _blocks(a: np.ndarray, b: np.ndarray, gap: float):
 
 
 def refine_notes(notes: Notes, prob: np.ndarray, fps: float, cfg: InferenceConfig, follow_neighbours: bool = True) -> Refined:
-    """Move each input note to its detection in the probability roll."""
-    dets = detect_notes(prob, fps, cfg.threshold)
+    """Move each input note to its detection in the probability roll.
+
+    prob is a frame roll (88, T), or (C, 88, T) from model.predict_probs:
+    frame roll, then onset roll if C == 2.
+    """
+    if prob.ndim == 3 and prob.shape[0] == 2:
+        dets = detect_onsets(prob[1], prob[0], fps, cfg)
+    elif prob.ndim == 3 and prob.shape[0] == 1:
+        dets = detect_notes(prob[0], fps, cfg.threshold)
+    elif prob.ndim == 2:
+        dets = detect_notes(prob, fps, cfg.threshold)
+    else:
+        raise ValueError(f"probabilities must be (88, T) or (C, 88, T) with C 1 or 2, got {prob.shape}")
     new = notes.intervals.copy()
     moved = np.zeros(len(notes), dtype=bool)
     conf = np.zeros(len(notes))

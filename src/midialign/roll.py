@@ -47,6 +47,25 @@ def notes_to_roll(notes: Notes, fps: float, n_frames: int | None = None, restrik
     return roll
 
 
+def onset_roll(notes: Notes, fps: float, n_frames: int, half_width: float = 1.5) -> np.ndarray:
+    """Soft onset targets (88, n_frames): a triangle of half_width frames around each exact onset.
+
+    The triangle keeps the sub-frame onset time in the values either side of
+    the peak, which the peak interpolation in refine.detect_onsets reads back.
+    """
+    roll = np.zeros((N_KEYS, n_frames), dtype=np.float32)
+    valid = np.isfinite(notes.onsets)
+    centre = notes.onsets[valid] * fps
+    keys = notes.pitches[valid] - PITCH_MIN
+    reach = int(np.ceil(half_width))
+    for off in range(-reach, reach + 1):
+        frame = np.rint(centre).astype(np.int64) + off
+        value = np.clip(1.0 - np.abs(frame - centre) / half_width, 0.0, 1.0).astype(np.float32)
+        ok = (frame >= 0) & (frame < n_frames) & (value > 0)
+        np.maximum.at(roll, (keys[ok], frame[ok]), value[ok])
+    return roll
+
+
 def active_segments(prob: np.ndarray, threshold: float):
     """Yield (key index, first frame, end frame exclusive) of every run of prob >= threshold."""
     active = prob >= threshold

@@ -21,7 +21,7 @@ from .augment import apply_timing, clip_notes, draw_timing
 from .config import AugmentConfig, FeatureConfig, ModelConfig, TrainConfig, config_to_dict
 from .data import CachedRecording, load_cache
 from .model import CRNN, save_checkpoint
-from .roll import notes_to_roll
+from .roll import notes_to_roll, onset_roll
 
 log = logging.getLogger("midialign")
 
@@ -38,14 +38,14 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "default": Recipe(
-        ModelConfig(),
+        ModelConfig(onset_head=True),
         FeatureConfig(),
         AugmentConfig(jitter_s=0.08, tempo_range=0.02, warp_max_s=0.06, chord_spread_s=0.03, p_drop=0.03, p_extra=0.03),
-        TrainConfig(segment_s=10.0, batch_size=8, lr=1e-3, max_epochs=40, steps_per_epoch=100, patience=6, max_minutes=70.0),
+        TrainConfig(segment_s=10.0, batch_size=8, lr=1e-3, max_epochs=40, steps_per_epoch=100, patience=6, max_minutes=70.0, onset_weight=5.0),
     ),
     # A few steps, for tests and ablation smoke runs.
     "tiny": Recipe(
-        ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16),
+        ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16, onset_head=True, onset_channels=4),
         FeatureConfig(),
         AugmentConfig(),
         TrainConfig(segment_s=2.0, batch_size=2, max_epochs=1, steps_per_epoch=2, patience=1, max_minutes=5.0),
@@ -61,8 +61,8 @@ def _augment_features(feats: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return np.clip(feats * gain + tilt * (feats > 0.05) + noise, 0.0, None).astype(np.float32)
 
 
-def make_example(rec: CachedRecording, start_frame: int, n_frames: int, fps: int, aug: AugmentConfig, rng: np.random.Generator, aug_features: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(input roll, features, target roll, mask) for one crop; all (88, n_frames) except mask (n_frames,)."""
+def make_example(rec: CachedRecording, start_frame: int, n_frames: int, fps: int, aug: AugmentConfig, rng: np.random.Generator, aug_features: bool = False) -> tuple[np.ndarray, ...]:
+    """(input roll, features, target roll, onset target, mask) for one crop; all (88, n_frames) except mask (n_frames,)."""
     feats = rec.features[:, start_frame:start_frame + n_frames].astype(np.float32)
     valid = feats.shape[1]
     t0 = start_frame / fps
@@ -75,12 +75,14 @@ def make_example(rec: CachedRecording, start_frame: int, n_frames: int, fps: int
         feats = _augment_features(feats, rng)
     x = notes_to_roll(loose, fps, n_frames)
     y = notes_to_roll(target, fps, n_frames)
+    onsets = onset_roll(target, fps, n_frames)
     if valid < n_frames:
         feats = np.pad(feats, ((0, 0), (0, n_frames - valid)))
     mask = np.zeros(n_frames, dtype=np.float32)
     mask[:valid] = 1.0
     y[:, valid:] = 0.0
-    return x, feats, y, mask
+    onsets[:, valid:] = 0.0
+    return x, feats, y, onsets, mask
 
 
 def sample_batch(recs: list[CachedRecording], weights: np.ndarray, recipe: Recipe, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
@@ -118,6 +120,26 @@ def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, w
     return (loss * m).sum() / m.sum().clamp(min=1.0)
 
 
+def model_loss(logits: torch.Tensor, frames: torch.Tensor, onsets: torch.Tensor, mask: torch.Tensor, tc: TrainConfig, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Frame-roll BCE, plus the onset-roll BCE when the model has an onset head."""
+    loss = masked_bce(logits[:, 0], frames, mask, weight)
+    if logits.shape[1] > 1:
+        loss = loss + tc.onset_weight * masked_bce(logits[:, 1], onsets, mask)
+    return loss
+
+
+def load_init(model: CRNN, path: Path, dev: torch.device) -> None:
+    """Start from other weights; only an onset head they lack may stay freshly initialised."""
+    state = torch.load(path, map_location=dev, weights_only=True)["state_dict"]
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ValueError(f"{path}: weights do not fit this model: {str(exc).splitlines()[0]}") from None
+    if unexpected or any(not k.startswith("onset_") for k in missing):
+        raise ValueError(f"{path}: weights do not fit this model (missing {missing}, unexpected {unexpected})")
+    log.info("starting from the weights of %s%s", path, " (new onset head)" if missing else "")
+
+
 def train(train_cache: list[Path], val_cache: list[Path], out_dir: Path, recipe: Recipe, device: str = "auto", resume: bool = True, init: Path | None = None) -> dict:
     """Train with early stopping on validation loss. Writes last.pt (resumable), best.pt (shippable), log.csv."""
     from tqdm import tqdm
@@ -147,8 +169,7 @@ def train(train_cache: list[Path], val_cache: list[Path], out_dir: Path, recipe:
         epoch, best, bad_epochs, elapsed = int(st["epoch"]), float(st["best"]), int(st["bad_epochs"]), float(st["elapsed"])
         log.info("resumed %s at epoch %d (best val %.4f)", state_path, epoch, best)
     elif init is not None:
-        model.load_state_dict(torch.load(init, map_location=dev, weights_only=True)["state_dict"], strict=True)
-        log.info("starting from the weights of %s", init)
+        load_init(model, init, dev)
     (out_dir / "recipe.json").write_text(json.dumps({k: config_to_dict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in recipe.__dict__.items()}, indent=1))
 
     tc = recipe.train
@@ -160,16 +181,16 @@ def train(train_cache: list[Path], val_cache: list[Path], out_dir: Path, recipe:
         losses = []
         bar = tqdm(range(tc.steps_per_epoch), desc=f"epoch {epoch}", leave=False)
         for _ in bar:
-            x, f, y, m = (t.to(dev) for t in sample_batch(recs, weights, recipe, rng))
+            x, f, y, o, m = (t.to(dev) for t in sample_batch(recs, weights, recipe, rng))
             weight = 1.0 + tc.shift_weight * (y - x).abs() if tc.shift_weight else None
-            loss = masked_bce(model(x, f), y, m, weight)
+            loss = model_loss(model(x, f), y, o, m, tc, weight)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        val_loss = evaluate_loss(model, val, dev) if val else float(np.mean(losses))
+        val_loss = evaluate_loss(model, val, dev, tc) if val else float(np.mean(losses))
         epoch += 1
         elapsed += time.time() - t_start
         sched.step(val_loss)
@@ -187,12 +208,11 @@ def train(train_cache: list[Path], val_cache: list[Path], out_dir: Path, recipe:
 
 
 @torch.inference_mode()
-def evaluate_loss(model: CRNN, batches: list[tuple[torch.Tensor, ...]], dev: torch.device) -> float:
+def evaluate_loss(model: CRNN, batches: list[tuple[torch.Tensor, ...]], dev: torch.device, tc: TrainConfig) -> float:
     model.eval()
     total, weight = 0.0, 0.0
-    for x, f, y, m in batches:
-        x, f, y, m = x.to(dev), f.to(dev), y.to(dev), m.to(dev)
-        total += float(masked_bce(model(x, f), y, m)) * float(m.sum())
+    for x, f, y, o, m in (tuple(t.to(dev) for t in b) for b in batches):
+        total += float(model_loss(model(x, f), y, o, m, tc)) * float(m.sum())
         weight += float(m.sum())
     return total / max(weight, 1.0)
 

@@ -1,0 +1,59 @@
+"""Fast check of a checkpoint on cached validation features: J=50 ms jitter, refiner only.
+
+Not the benchmark (that is `midialign bench` on case folders); this is for
+comparing training runs in minutes. Usage: python scripts/quick_eval.py CKPT... [--pieces 8] [--seconds 60]
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+import numpy as np
+
+from midialign.augment import apply_jitter, clip_notes, draw_jitter
+from midialign.config import InferenceConfig
+from midialign.data import load_cache
+from midialign.model import load_model, predict_probs
+from midialign.refine import refine_notes
+from midialign.roll import notes_to_roll
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("--cache", default="cache/maps_val")
+    ap.add_argument("--pieces", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--threshold", type=float, default=None)
+    args = ap.parse_args()
+    recs = load_cache(args.cache)[: args.pieces]
+    cfg = InferenceConfig()
+    if args.threshold is not None:
+        cfg = replace(cfg, threshold=args.threshold)
+    for ck in ["none"] + args.checkpoints:
+        lm = None if ck == "none" else load_model(ck)
+        errs = []
+        rng = np.random.default_rng(0)
+        for rec in recs:
+            fps = 100
+            n = min(rec.features.shape[1], int(args.seconds * fps))
+            truth = clip_notes(rec.notes, 0.0, n / fps)
+            truth = truth.subset(truth.onsets >= 0.05)
+            on, off = draw_jitter(len(truth), 0.05, rng)
+            loose = apply_jitter(truth, on, off)
+            if lm is None:
+                est = loose.onsets
+            else:
+                feats = rec.features[:, :n].astype(np.float32)
+                prob = predict_probs(lm.model, notes_to_roll(loose, fps, n), feats, fps, cfg)
+                est = refine_notes(loose, prob, fps, cfg).notes.onsets
+            errs.append(est - truth.onsets)
+        e = np.concatenate(errs)
+        a = np.abs(e)
+        share = [100 * np.mean(a <= w) for w in (0.01, 0.025, 0.05, 0.1)]
+        print(f"{ck:40s} n={len(e)} " + "/".join(f"{s:.1f}" for s in share)
+              + f"  signed median {1000*np.median(e):+.1f} ms  |e| median {1000*np.median(a):.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
