@@ -24,12 +24,12 @@ def main() -> None:
     ap.add_argument("--cache", default="cache/maps_val")
     ap.add_argument("--pieces", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--threshold", type=float, default=None)
+    ap.add_argument("--max-shift", type=float, default=None)
     args = ap.parse_args()
     recs = load_cache(args.cache)[: args.pieces]
     cfg = InferenceConfig()
-    if args.threshold is not None:
-        cfg = replace(cfg, threshold=args.threshold)
+    if args.max_shift is not None:
+        cfg = replace(cfg, max_shift_s=args.max_shift)
     for ck in ["none"] + args.checkpoints:
         lm = None if ck == "none" else load_model(ck)
         errs = []
@@ -53,6 +53,10 @@ def main() -> None:
         share = [100 * np.mean(a <= w) for w in (0.01, 0.025, 0.05, 0.1)]
         print(f"{ck:40s} n={len(e)} " + "/".join(f"{s:.1f}" for s in share)
               + f"  signed median {1000*np.median(e):+.1f} ms  |e| median {1000*np.median(a):.1f}", flush=True)
+        if lm is not None:
+            # What a constant onset correction by the signed median would give (an upper bound on calibration).
+            c = np.abs(e - np.median(e))
+            print(" " * 41 + "if debiased: " + "/".join(f"{100 * np.mean(c <= w):.1f}" for w in (0.01, 0.025, 0.05, 0.1)), flush=True)
 
 
 if __name__ == "__main__":

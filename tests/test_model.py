@@ -203,6 +203,19 @@ def test_two_training_steps_lower_the_loss(tmp_path):
     assert losses[2] < losses[0]
 
 
+def test_feature_augmentation_is_seeded_and_adds_a_room_tail():
+    from midialign.train import augment_features
+
+    feats = np.zeros((88, 100), np.float32)
+    feats[40, 10:30] = 0.9  # one note, silence after frame 30
+    a = augment_features(feats, np.random.default_rng(3), p_reverb=1.0)
+    assert np.array_equal(a, augment_features(feats, np.random.default_rng(3), p_reverb=1.0))
+    assert a.shape == feats.shape and a.dtype == np.float32 and a.min() >= 0.0
+    dry = augment_features(feats, np.random.default_rng(3), p_reverb=0.0)
+    assert a[40, 32:45].mean() > dry[40, 32:45].mean() + 0.1  # the tail rings on after the note
+    assert abs(a[40, 12:28].mean() - dry[40, 12:28].mean()) < 0.2  # the note itself stays put
+
+
 def test_fine_tuning_may_add_only_an_onset_head(tmp_path):
     from midialign.train import load_init
 

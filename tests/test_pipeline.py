@@ -2,6 +2,7 @@
 import inspect
 
 import numpy as np
+import pytest
 import torch
 
 import midialign
@@ -39,10 +40,24 @@ def test_unconfident_notes_keep_their_dtw_time():
     prob = np.zeros((88, 400), np.float32)
     prob[60 - 21, 103:140] = 0.95  # confident detection 30 ms late
     prob[64 - 21, 224:260] = 0.5  # just at threshold and 240 ms away: low confidence
-    out, moved, conf = _refine(notes, np.zeros((88, 400), np.float32), FeatureConfig(), _loaded(prob), InferenceConfig(), {}, keep_low_confidence=True)
+    cfg = InferenceConfig(min_confidence=0.3)
+    out, moved, conf = _refine(notes, np.zeros((88, 400), np.float32), FeatureConfig(), _loaded(prob), cfg, {}, keep_low_confidence=True)
     assert moved.tolist() == [True, False]
     assert abs(out.onsets[0] - 1.03) < 0.006
-    assert out.onsets[1] == 2.00 and conf[1] < InferenceConfig().min_confidence
+    assert out.onsets[1] == 2.00 and conf[1] < cfg.min_confidence
+
+
+def test_a_second_pass_starts_from_the_first():
+    """A network that always answers "60 at 1.03 s" moves the note once; the second pass finds it in place."""
+    notes = Notes([[1.00, 1.40]], [60], [64])
+    prob = np.zeros((88, 400), np.float32)
+    prob[60 - 21, 103:140] = 0.95
+    timings: dict = {}
+    out, moved, conf = _refine(notes, np.zeros((88, 400), np.float32), FeatureConfig(), _loaded(prob), InferenceConfig(passes=2), timings, keep_low_confidence=True)
+    assert moved.tolist() == [True] and abs(out.onsets[0] - 1.03) < 0.006
+    assert conf[0] > 0.9  # the last pass found it without moving it
+    with pytest.raises(ValueError, match="passes"):
+        InferenceConfig(passes=0)
 
 
 def test_dtw_plus_crnn_equals_dtw_where_the_network_finds_nothing(tiny_pair):

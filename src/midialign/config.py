@@ -77,8 +77,14 @@ class InferenceConfig:
     onset_threshold: float = 0.2
     # A detection further than this from its input note is not taken.
     max_shift_s: float = 0.25
-    # Notes whose confidence falls below this keep their input time.
-    min_confidence: float = 0.3
+    # With dtw+crnn, notes whose confidence falls below this keep their DTW time.
+    min_confidence: float = 0.15
+    # Rounds of refinement; each starts from the previous round's notes.
+    passes: int = 2
+
+    def __post_init__(self) -> None:
+        if self.passes < 1:
+            raise ValueError(f"passes must be at least 1, got {self.passes}")
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,20 @@ def align(
 
 
 def _refine(notes: Notes, feats: np.ndarray, fcfg: FeatureConfig, model, inference: InferenceConfig, timings: dict[str, float], keep_low_confidence: bool) -> tuple[Notes, np.ndarray, np.ndarray]:
+    """inference.passes rounds of the network; each round starts from the last one's notes.
+
+    A later round sees an input closer to the audio, like most of its training inputs.
+    """
+    current = notes
+    moved = np.zeros(len(notes), bool)
+    conf = np.zeros(len(notes))
+    for _ in range(inference.passes):
+        current, moved_now, conf = _refine_once(current, feats, fcfg, model, inference, timings, keep_low_confidence)
+        moved |= moved_now
+    return current, moved, conf
+
+
+def _refine_once(notes: Notes, feats: np.ndarray, fcfg: FeatureConfig, model, inference: InferenceConfig, timings: dict[str, float], keep_low_confidence: bool) -> tuple[Notes, np.ndarray, np.ndarray]:
     from .model import predict_probs
     from .refine import refine_notes
     from .roll import notes_to_roll
@@ -142,19 +156,19 @@ def _refine(notes: Notes, feats: np.ndarray, fcfg: FeatureConfig, model, inferen
     placed = notes.shifted(shift) if shift else notes
     roll = notes_to_roll(placed, fcfg.fps, feats.shape[1])
     prob = predict_probs(model.model, roll, feats, fcfg.fps, inference)
-    timings["network"] = time.perf_counter() - t
+    timings["network"] = timings.get("network", 0.0) + time.perf_counter() - t
     t = time.perf_counter()
     refined = refine_notes(placed, prob, fcfg.fps, inference)
     new = refined.notes.intervals - shift
     conf = refined.confidence
     moved = refined.moved
     if keep_low_confidence:
-        # Where the network is unsure, the DTW time is the safer answer.
+        # Where the network is unsure, the DTW (or previous round's) time is the safer answer.
         unsure = conf < inference.min_confidence
         new[unsure] = notes.intervals[unsure]
         moved = moved & ~unsure
     out = notes.with_times(new, _warp_pedal(notes, new))
-    timings["postprocess"] = time.perf_counter() - t
+    timings["postprocess"] = timings.get("postprocess", 0.0) + time.perf_counter() - t
     return out, moved, conf
 
 

@@ -53,12 +53,37 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def _augment_features(feats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Gain, spectral tilt and noise in the log domain: cheap stand-ins for other pianos and rooms."""
+LOG_SCALE = float(np.log1p(100.0))  # features.normalise: log1p(100 x) / log1p(100)
+
+
+def augment_features(feats: np.ndarray, rng: np.random.Generator, p_reverb: float = 0.8) -> np.ndarray:
+    """Room, microphone and level changes applied to a log CQT, standing in for real recordings.
+
+    In the magnitude domain: a random smooth EQ across bins and, with
+    probability p_reverb, a reverberant tail (an exponential decay per bin,
+    RT60 from 0.2 to 1.5 s, longer in the bass). Then the log again, with
+    gain, tilt and noise. All parameters come from rng.
+    """
+    mag = np.expm1(feats.astype(np.float64) * LOG_SCALE) / 100.0
+    n_bins = feats.shape[0]
+    eq_db = np.interp(np.arange(n_bins), np.linspace(0, n_bins - 1, 6), rng.uniform(-6.0, 6.0, 6))
+    mag *= 10.0 ** (eq_db[:, None] / 20.0)
+    if rng.random() < p_reverb:
+        from scipy.signal import lfilter
+
+        rt60 = rng.uniform(0.2, 1.5) * np.linspace(1.5, 0.5, n_bins)  # s, per bin
+        decay = 10.0 ** (-3.0 / (rt60 * 100.0))  # amplitude factor per 10 ms frame
+        wet = rng.uniform(0.1, 1.0)  # tail energy relative to the direct sound
+        for k in range(n_bins):
+            a = decay[k]
+            tail = lfilter([0.0, a], [1.0, -a], mag[k])
+            mag[k] += wet * (1.0 - a) / a * tail
+    peak = float(np.percentile(mag, 99.9))
+    out = (np.log1p(100.0 * mag / max(peak, 1e-8)) / LOG_SCALE).astype(np.float32)
     gain = rng.uniform(0.8, 1.2)
-    tilt = rng.uniform(-0.1, 0.1) * np.linspace(-1.0, 1.0, feats.shape[0], dtype=np.float32)[:, None]
-    noise = rng.uniform(0.0, 0.03) * rng.standard_normal(feats.shape, dtype=np.float32)
-    return np.clip(feats * gain + tilt * (feats > 0.05) + noise, 0.0, None).astype(np.float32)
+    tilt = rng.uniform(-0.1, 0.1) * np.linspace(-1.0, 1.0, n_bins, dtype=np.float32)[:, None]
+    noise = rng.uniform(0.0, 0.03) * rng.standard_normal(out.shape, dtype=np.float32)
+    return np.clip(out * gain + tilt * (out > 0.05) + noise, 0.0, None).astype(np.float32)
 
 
 def make_example(rec: CachedRecording, start_frame: int, n_frames: int, fps: int, aug: AugmentConfig, rng: np.random.Generator, aug_features: bool = False) -> tuple[np.ndarray, ...]:
@@ -72,7 +97,7 @@ def make_example(rec: CachedRecording, start_frame: int, n_frames: int, fps: int
     else:
         loose = target = notes
     if aug_features:
-        feats = _augment_features(feats, rng)
+        feats = augment_features(feats, rng)
     x = notes_to_roll(loose, fps, n_frames)
     y = notes_to_roll(target, fps, n_frames)
     onsets = onset_roll(target, fps, n_frames)
