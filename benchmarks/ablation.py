@@ -83,7 +83,7 @@ def train_variant(name: str, model_cfg: ModelConfig, feat_cfg: FeatureConfig, ma
     cache = work / "cache" / feature_key(feat_cfg)
     if not (cache / "maps_train" / "manifest.json").exists():
         build_cache(maps_pieces(maps, "train"), cache / "maps_train", feat_cfg, jobs=2)
-    base = RECIPES["default"]
+    base = RECIPES["frames"]  # the recipe the ablation table was run with
     recipe = replace(base, model=model_cfg, features=feat_cfg,
                      train=replace(base.train, steps_per_epoch=STEPS_PER_EPOCH, max_epochs=EPOCHS, patience=EPOCHS, max_minutes=60.0))
     run = work / "runs" / name.split(",")[0].replace(" ", "_").replace("(", "").replace(")", "")

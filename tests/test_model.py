@@ -144,6 +144,17 @@ def test_postprocessing_splits_a_merged_repeated_note():
     assert abs(out.notes.onsets[1] - 0.77) < 0.006
 
 
+@pytest.mark.parametrize("frame_end, expected_offset", [(0.80, 0.80), (2.50, 0.72)])
+def test_offsets_come_from_the_frame_roll_only_near_the_input_end(frame_end, expected_offset):
+    """A frame roll that rings on (pedal) far past the input's end leaves the input duration."""
+    notes = Notes([[0.50, 0.70]], [60], [64])
+    true = Notes([[0.52, 0.72]], [60], [64])
+    probs = np.stack([_prob_roll([(60, 0.52, frame_end, 0.95)]), onset_roll(true, 100, 300)])
+    out = refine_notes(notes, probs, 100, InferenceConfig())
+    assert abs(out.notes.onsets[0] - 0.52) < 0.0015
+    assert abs(out.notes.offsets[0] - expected_offset) < 0.006
+
+
 def test_matching_never_takes_the_neighbours_detection():
     # Two notes, one detection right between them but nearer the second: only the second takes it.
     choice = match_pitch(np.array([1.0, 1.2]), np.array([1.15]), 0.25)
@@ -208,10 +219,10 @@ def test_feature_augmentation_is_seeded_and_adds_a_room_tail():
 
     feats = np.zeros((88, 100), np.float32)
     feats[40, 10:30] = 0.9  # one note, silence after frame 30
-    a = augment_features(feats, np.random.default_rng(3), p_reverb=1.0)
-    assert np.array_equal(a, augment_features(feats, np.random.default_rng(3), p_reverb=1.0))
+    a = augment_features(feats, np.random.default_rng(3), room=True, p_reverb=1.0)
+    assert np.array_equal(a, augment_features(feats, np.random.default_rng(3), room=True, p_reverb=1.0))
     assert a.shape == feats.shape and a.dtype == np.float32 and a.min() >= 0.0
-    dry = augment_features(feats, np.random.default_rng(3), p_reverb=0.0)
+    dry = augment_features(feats, np.random.default_rng(3), room=True, p_reverb=0.0)
     assert a[40, 32:45].mean() > dry[40, 32:45].mean() + 0.1  # the tail rings on after the note
     assert abs(a[40, 12:28].mean() - dry[40, 12:28].mean()) < 0.2  # the note itself stays put
 

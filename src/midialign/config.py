@@ -115,6 +115,8 @@ class TrainConfig:
     shift_weight: float = 0.0
     # Weight of the onset-roll BCE next to the frame-roll BCE (models with an onset head).
     onset_weight: float = 1.0
+    # Random EQ and reverberation of the features (train.augment_features).
+    room_augment: bool = True
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

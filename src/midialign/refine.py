@@ -29,13 +29,15 @@ from .roll import active_segments, crossing_frame
 NEIGHBOUR_CONFIDENCE = 0.25
 NEIGHBOUR_WINDOW_S = 1.0
 MIN_DIP = 0.2
+# Frames after an onset peak within which the frame roll must rise for the detection to give an offset.
+ONSET_TO_FRAME = 5
 
 
 @dataclass(frozen=True)
 class Detection:
     pitch: int
     onset: float
-    offset: float
+    offset: float  # nan when unknown
     strength: float  # peak probability in the first frames
 
 
@@ -72,9 +74,15 @@ def detect_onsets(onset_prob: np.ndarray, frame_prob: np.ndarray, fps: float, cf
     out: list[Detection] = []
     for i, (key, k) in enumerate(zip(keys, frames)):
         nxt = frames[i + 1] if i + 1 < len(frames) and keys[i + 1] == key else p.shape[1]
-        below = np.flatnonzero(frame_prob[key, k + 1:nxt] < cfg.threshold)
-        end = k + 1 + below[0] if len(below) else nxt
-        out.append(Detection(int(key) + PITCH_MIN, float(onsets[i]), max(end / fps, float(onsets[i]) + 0.01), float(b[i])))
+        row = frame_prob[key, k:nxt]
+        # The frame roll may rise a few frames after the onset peak; without it the offset is unknown (nan).
+        on = np.flatnonzero(row[:ONSET_TO_FRAME + 1] >= cfg.threshold)
+        offset = np.nan
+        if len(on):
+            below = np.flatnonzero(row[on[0]:] < cfg.threshold)
+            end = k + on[0] + below[0] if len(below) else nxt
+            offset = max(end / fps, float(onsets[i]) + 0.01)
+        out.append(Detection(int(key) + PITCH_MIN, float(onsets[i]), offset, float(b[i])))
     return out
 
 
@@ -165,7 +173,10 @@ def refine_notes(notes: Notes, prob: np.ndarray, fps: float, cfg: InferenceConfi
             d = cand[c]
             shift = d.onset - notes.onsets[i]
             new[i, 0] = d.onset
-            new[i, 1] = max(d.offset, d.onset + 0.01)
+            # The note keeps its input duration unless the frame roll gives an offset near it:
+            # sustained sound (pedal, resonance) can keep the frame roll up long after the key is released.
+            kept = notes.offsets[i] + shift
+            new[i, 1] = max(d.offset, d.onset + 0.01) if abs(d.offset - kept) <= cfg.max_shift_s else kept
             moved[i] = True
             conf[i] = d.strength * (1.0 - 0.5 * abs(shift) / cfg.max_shift_s)
     if follow_neighbours:

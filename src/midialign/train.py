@@ -36,13 +36,16 @@ class Recipe:
     jitter_min_s: float = 0.005
 
 
+_AUGMENT = AugmentConfig(jitter_s=0.08, tempo_range=0.02, warp_max_s=0.06, chord_spread_s=0.03, p_drop=0.03, p_extra=0.03)
+_TRAIN = TrainConfig(segment_s=10.0, batch_size=8, lr=1e-3, max_epochs=40, steps_per_epoch=100, patience=6, max_minutes=70.0)
+
+# The shipped model is trained in three stages, each starting from the last (see the model card):
+# frames -> onsets (adds the onset head) -> default (room augmentation, lower learning rate).
 RECIPES: dict[str, Recipe] = {
-    "default": Recipe(
-        ModelConfig(onset_head=True),
-        FeatureConfig(),
-        AugmentConfig(jitter_s=0.08, tempo_range=0.02, warp_max_s=0.06, chord_spread_s=0.03, p_drop=0.03, p_extra=0.03),
-        TrainConfig(segment_s=10.0, batch_size=8, lr=1e-3, max_epochs=40, steps_per_epoch=100, patience=6, max_minutes=70.0, onset_weight=5.0),
-    ),
+    # The paper's output only: the aligned frame roll.
+    "frames": Recipe(ModelConfig(), FeatureConfig(), _AUGMENT, replace(_TRAIN, room_augment=False)),
+    "onsets": Recipe(ModelConfig(onset_head=True), FeatureConfig(), _AUGMENT, replace(_TRAIN, onset_weight=5.0, room_augment=False)),
+    "default": Recipe(ModelConfig(onset_head=True), FeatureConfig(), _AUGMENT, replace(_TRAIN, lr=5e-4, onset_weight=5.0)),
     # A few steps, for tests and ablation smoke runs.
     "tiny": Recipe(
         ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16, onset_head=True, onset_channels=4),
@@ -56,14 +59,23 @@ RECIPES: dict[str, Recipe] = {
 LOG_SCALE = float(np.log1p(100.0))  # features.normalise: log1p(100 x) / log1p(100)
 
 
-def augment_features(feats: np.ndarray, rng: np.random.Generator, p_reverb: float = 0.8) -> np.ndarray:
-    """Room, microphone and level changes applied to a log CQT, standing in for real recordings.
+def augment_features(feats: np.ndarray, rng: np.random.Generator, room: bool = True, p_reverb: float = 0.8) -> np.ndarray:
+    """Level, tilt and noise on a log CQT, after (with room) a room and microphone change.
 
-    In the magnitude domain: a random smooth EQ across bins and, with
-    probability p_reverb, a reverberant tail (an exponential decay per bin,
-    RT60 from 0.2 to 1.5 s, longer in the bass). Then the log again, with
-    gain, tilt and noise. All parameters come from rng.
+    All parameters come from rng. These stand in for the pianos, rooms and
+    microphones that MAPS's software pianos do not cover.
     """
+    out = _room_and_microphone(feats, rng, p_reverb) if room else feats
+    gain = rng.uniform(0.8, 1.2)
+    tilt = rng.uniform(-0.1, 0.1) * np.linspace(-1.0, 1.0, feats.shape[0], dtype=np.float32)[:, None]
+    noise = rng.uniform(0.0, 0.03) * rng.standard_normal(feats.shape, dtype=np.float32)
+    return np.clip(out * gain + tilt * (out > 0.05) + noise, 0.0, None).astype(np.float32)
+
+
+def _room_and_microphone(feats: np.ndarray, rng: np.random.Generator, p_reverb: float) -> np.ndarray:
+    """In the magnitude domain: a random smooth EQ across bins and, with probability
+    p_reverb, a reverberant tail (an exponential decay per bin, RT60 from 0.2 to
+    1.5 s, longer in the bass); then the features' log compression again."""
     mag = np.expm1(feats.astype(np.float64) * LOG_SCALE) / 100.0
     n_bins = feats.shape[0]
     eq_db = np.interp(np.arange(n_bins), np.linspace(0, n_bins - 1, 6), rng.uniform(-6.0, 6.0, 6))
@@ -73,20 +85,16 @@ def augment_features(feats: np.ndarray, rng: np.random.Generator, p_reverb: floa
 
         rt60 = rng.uniform(0.2, 1.5) * np.linspace(1.5, 0.5, n_bins)  # s, per bin
         decay = 10.0 ** (-3.0 / (rt60 * 100.0))  # amplitude factor per 10 ms frame
-        wet = rng.uniform(0.1, 1.0)  # tail energy relative to the direct sound
+        wet = rng.uniform(0.1, 1.0)  # steady-state tail energy relative to the direct sound
         for k in range(n_bins):
             a = decay[k]
             tail = lfilter([0.0, a], [1.0, -a], mag[k])
             mag[k] += wet * (1.0 - a) / a * tail
     peak = float(np.percentile(mag, 99.9))
-    out = (np.log1p(100.0 * mag / max(peak, 1e-8)) / LOG_SCALE).astype(np.float32)
-    gain = rng.uniform(0.8, 1.2)
-    tilt = rng.uniform(-0.1, 0.1) * np.linspace(-1.0, 1.0, n_bins, dtype=np.float32)[:, None]
-    noise = rng.uniform(0.0, 0.03) * rng.standard_normal(out.shape, dtype=np.float32)
-    return np.clip(out * gain + tilt * (out > 0.05) + noise, 0.0, None).astype(np.float32)
+    return (np.log1p(100.0 * mag / max(peak, 1e-8)) / LOG_SCALE).astype(np.float32)
 
 
-def make_example(rec: CachedRecording, start_frame: int, n_frames: int, fps: int, aug: AugmentConfig, rng: np.random.Generator, aug_features: bool = False) -> tuple[np.ndarray, ...]:
+def make_example(rec: CachedRecording, start_frame: int, n_frames: int, fps: int, aug: AugmentConfig, rng: np.random.Generator, aug_features: bool = False, room: bool = True) -> tuple[np.ndarray, ...]:
     """(input roll, features, target roll, onset target, mask) for one crop; all (88, n_frames) except mask (n_frames,)."""
     feats = rec.features[:, start_frame:start_frame + n_frames].astype(np.float32)
     valid = feats.shape[1]
@@ -97,7 +105,7 @@ def make_example(rec: CachedRecording, start_frame: int, n_frames: int, fps: int
     else:
         loose = target = notes
     if aug_features:
-        feats = augment_features(feats, rng)
+        feats = augment_features(feats, rng, room=room)
     x = notes_to_roll(loose, fps, n_frames)
     y = notes_to_roll(target, fps, n_frames)
     onsets = onset_roll(target, fps, n_frames)
@@ -118,7 +126,7 @@ def sample_batch(recs: list[CachedRecording], weights: np.ndarray, recipe: Recip
         rec = recs[int(rng.choice(len(recs), p=weights))]
         start = int(rng.integers(0, max(1, rec.features.shape[1] - n)))
         jitter = float(rng.uniform(recipe.jitter_min_s, recipe.augment.jitter_s))
-        items.append(make_example(rec, start, n, fps, replace(recipe.augment, jitter_s=jitter), rng, aug_features=True))
+        items.append(make_example(rec, start, n, fps, replace(recipe.augment, jitter_s=jitter), rng, aug_features=True, room=recipe.train.room_augment))
     return tuple(torch.from_numpy(np.stack(a)) for a in zip(*items))
 
 
@@ -154,8 +162,9 @@ def model_loss(logits: torch.Tensor, frames: torch.Tensor, onsets: torch.Tensor,
 
 
 def load_init(model: CRNN, path: Path, dev: torch.device) -> None:
-    """Start from other weights; only an onset head they lack may stay freshly initialised."""
-    state = torch.load(path, map_location=dev, weights_only=True)["state_dict"]
+    """Start from other weights (a checkpoint, or a run's last.pt); only an onset head they lack may stay freshly initialised."""
+    payload = torch.load(path, map_location=dev, weights_only=True)
+    state = payload["state_dict"] if "state_dict" in payload else payload["model"]
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches
