@@ -61,7 +61,11 @@ def detect_notes(prob: np.ndarray, fps: float, threshold: float) -> list[Detecti
 
 
 def detect_onsets(onset_prob: np.ndarray, frame_prob: np.ndarray, fps: float, cfg: InferenceConfig) -> list[Detection]:
-    """Peaks of the onset roll per pitch; each note ends where the frame roll drops below threshold."""
+    """Peaks of the onset roll per pitch, at sub-frame precision.
+
+    A detection ends where the frame roll, once risen after the peak, falls
+    below threshold; its offset is nan when the frame roll does not rise.
+    """
     p = onset_prob
     left = np.concatenate([np.zeros((p.shape[0], 1), p.dtype), p[:, :-1]], axis=1)
     right = np.concatenate([p[:, 1:], np.zeros((p.shape[0], 1), p.dtype)], axis=1)
