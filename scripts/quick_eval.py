@@ -1,7 +1,8 @@
 """Fast check of a checkpoint on cached validation features: J=50 ms jitter, refiner only.
 
 Not the benchmark (that is `midialign bench` on case folders); this is for
-comparing training runs in minutes. Usage: python scripts/quick_eval.py CKPT... [--pieces 8] [--seconds 60]
+comparing training runs in minutes. The refiner runs as in the pipeline's crnn
+method, with --passes rounds (default 1). Usage: python scripts/quick_eval.py CKPT... [--pieces 8] [--seconds 60]
 """
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ import numpy as np
 from midialign.augment import apply_jitter, clip_notes, draw_jitter
 from midialign.config import InferenceConfig
 from midialign.data import load_cache
-from midialign.model import load_model, predict_probs
-from midialign.refine import refine_notes
-from midialign.roll import notes_to_roll
+from midialign.model import load_model
+from midialign.pipeline import _refine
 
 
 def main() -> None:
@@ -25,9 +25,10 @@ def main() -> None:
     ap.add_argument("--pieces", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--max-shift", type=float, default=None)
+    ap.add_argument("--passes", type=int, default=1)
     args = ap.parse_args()
     recs = load_cache(args.cache)[: args.pieces]
-    cfg = InferenceConfig()
+    cfg = InferenceConfig(passes=args.passes)
     if args.max_shift is not None:
         cfg = replace(cfg, max_shift_s=args.max_shift)
     for ck in ["none"] + args.checkpoints:
@@ -45,8 +46,7 @@ def main() -> None:
                 est = loose.onsets
             else:
                 feats = rec.features[:, :n].astype(np.float32)
-                prob = predict_probs(lm.model, notes_to_roll(loose, fps, n), feats, fps, cfg)
-                est = refine_notes(loose, prob, fps, cfg).notes.onsets
+                est = _refine(loose, feats, lm.feature_cfg, lm, cfg, {}, keep_low_confidence=False)[0].onsets
             errs.append(est - truth.onsets)
         e = np.concatenate(errs)
         a = np.abs(e)

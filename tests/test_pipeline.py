@@ -79,3 +79,10 @@ def test_api_accepts_arrays_and_note_lists(tiny_pair):
     assert len(result.notes) == len(tiny_pair.notes)
     assert np.array_equal(result.notes.pitches, tiny_pair.notes.pitches)
     assert np.abs(result.notes.onsets - tiny_pair.notes.onsets).max() < 0.1
+
+
+def test_the_low_confidence_threshold_is_the_one_used(tiny_pair):
+    result = align(tiny_pair.audio, tiny_pair.midi, method="dtw", inference=InferenceConfig(min_confidence=0.6))
+    summary = result.summary()
+    assert summary["low_confidence_threshold"] == 0.6
+    assert summary["n_low_confidence"] == len(tiny_pair.notes)  # DTW-only notes carry confidence 0.5

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import PITCH_MAX, PITCH_MIN, FeatureConfig, InferenceConfig
+from .config import PITCH_MAX, PITCH_MIN, FeatureConfig
 from .notes import InputError, Notes, atomic_write_bytes, atomic_write_text, import_partitura, load_unfolded_score, write_midi
 
 if TYPE_CHECKING:  # the pipeline imports heavy modules lazily; so do we
@@ -146,7 +146,6 @@ def write_sv(notes: Notes, path: str | Path) -> None:
 def write_json(result: Alignment, path: str | Path, audio: str | Path | None = None, midi: str | Path | None = None) -> None:
     doc = {"audio": str(audio) if audio is not None else None, "midi": str(midi) if midi is not None else None}
     doc.update(result.summary())
-    doc["low_confidence_threshold"] = InferenceConfig().min_confidence
     atomic_write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
 
 
@@ -250,7 +249,7 @@ def write_plot(result: Alignment, audio: str | Path | tuple[np.ndarray, int], pa
             aon, aoff = out.intervals[i]
             ax.add_patch(Rectangle((ion, p - 0.4), max(ioff - ion, 0.01), 0.8, fill=False, edgecolor="tab:blue", linewidth=0.9))
             ax.add_patch(Rectangle((aon, p - 0.3), max(aoff - aon, 0.01), 0.6, facecolor="tab:orange", alpha=0.65, edgecolor="none"))
-        low = visible & (result.confidence < InferenceConfig().min_confidence) if "crnn" in result.method else np.zeros(len(out), bool)
+        low = visible & result.low_confidence if "crnn" in result.method else np.zeros(len(out), bool)
         if low.any():
             ax.plot(out.onsets[low], pitches[low], "x", color="red", markersize=6, label="low confidence")
         ax.plot([], [], "s", markerfacecolor="none", markeredgecolor="tab:blue", label="input")

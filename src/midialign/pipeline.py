@@ -30,23 +30,30 @@ class Alignment:
     path: np.ndarray | None = None  # (K, 2) [input time s, audio time s] from the DTW stage
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    min_confidence: float = InferenceConfig.min_confidence  # the threshold this alignment was made with
 
     def __post_init__(self) -> None:
         if not same_identity(self.input_notes, self.notes):
             raise ValueError("aligned notes must keep the input's count, pitches and order")
 
     @property
+    def low_confidence(self) -> np.ndarray:
+        """(n,) bool: notes below the confidence threshold."""
+        return self.confidence < self.min_confidence
+
+    @property
     def share_moved(self) -> float:
         return float(self.moved.mean()) if len(self.moved) else 0.0
 
     def summary(self) -> dict:
-        low = np.flatnonzero(self.confidence < InferenceConfig().min_confidence)
+        low = np.flatnonzero(self.low_confidence)
         return {
             "method": self.method,
             "n_notes": len(self.notes),
             "audio_duration_s": round(self.audio_duration_s, 3),
             "share_moved": round(self.share_moved, 4),
             "n_low_confidence": int(len(low)),
+            "low_confidence_threshold": self.min_confidence,
             "low_confidence_notes": low[:200].tolist(),
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "warnings": self.warnings,
@@ -106,7 +113,7 @@ def align(
     for w in warnings:
         log.warning(w)
     if method == "none":
-        return Alignment(notes, notes, np.zeros(len(notes), bool), np.zeros(len(notes)), method, duration, None, timings, warnings)
+        return Alignment(notes, notes, np.zeros(len(notes), bool), np.zeros(len(notes)), method, duration, None, timings, warnings, inference.min_confidence)
 
     from .features import compute_features
 
@@ -128,7 +135,7 @@ def align(
     if use_net and len(notes) >= 20 and moved.mean() < 0.2:
         warnings.append(f"only {moved.mean():.0%} of notes were found in the audio: is this the right recording?")
         log.warning(warnings[-1])
-    return Alignment(notes, current, moved, conf, method, duration, path, timings, warnings)
+    return Alignment(notes, current, moved, conf, method, duration, path, timings, warnings, inference.min_confidence)
 
 
 def _refine(notes: Notes, feats: np.ndarray, fcfg: FeatureConfig, model, inference: InferenceConfig, timings: dict[str, float], keep_low_confidence: bool) -> tuple[Notes, np.ndarray, np.ndarray]:
