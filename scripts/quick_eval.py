@@ -33,7 +33,7 @@ def main() -> None:
         cfg = replace(cfg, max_shift_s=args.max_shift)
     for ck in ["none"] + args.checkpoints:
         lm = None if ck == "none" else load_model(ck)
-        errs = []
+        errs, jit = [], []
         rng = np.random.default_rng(0)
         for rec in recs:
             fps = 100
@@ -48,6 +48,7 @@ def main() -> None:
                 feats = rec.features[:, :n].astype(np.float32)
                 est = _refine(loose, feats, lm.feature_cfg, lm, cfg, {}, keep_low_confidence=False)[0].onsets
             errs.append(est - truth.onsets)
+            jit.append(on)
         e = np.concatenate(errs)
         a = np.abs(e)
         share = [100 * np.mean(a <= w) for w in (0.01, 0.025, 0.05, 0.1)]
@@ -57,6 +58,10 @@ def main() -> None:
             # What a constant onset correction by the signed median would give (an upper bound on calibration).
             c = np.abs(e - np.median(e))
             print(" " * 41 + "if debiased: " + "/".join(f"{100 * np.mean(c <= w):.1f}" for w in (0.01, 0.025, 0.05, 0.1)), flush=True)
+            # How much of the input's error the output keeps (0: none, 1: the input was copied).
+            j = np.concatenate(jit)
+            near = a <= 0.1  # wrong peaks would dominate a least-squares slope
+            print(" " * 41 + f"input error kept (slope): {np.polyfit(j[near], e[near], 1)[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

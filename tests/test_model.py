@@ -250,6 +250,8 @@ def test_train_command_is_resumable_and_deterministic(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     log_lines = (tmp_path / "a" / "log.csv").read_text().splitlines()
     assert len(log_lines) == 2  # header + one epoch
+    e1 = load_model(tmp_path / "a" / "epoch1.pt").model.state_dict()  # one epoch: also the best
+    assert all(torch.equal(e1[k], a[k]) for k in a)
     # Resuming a finished run trains nothing more.
     assert main(args + ["--out", str(tmp_path / "a")]) == 0
     assert len((tmp_path / "a" / "log.csv").read_text().splitlines()) == 2

@@ -87,7 +87,7 @@ def _run_make_dataset(args: argparse.Namespace) -> int:
 
 def _register_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the CRNN refiner on a feature cache (resumable)")
-    p.add_argument("--recipe", default="default", help="named recipe: frames, onsets, default (the shipped model's three stages) or tiny")
+    p.add_argument("--recipe", default="default", help="named recipe: frames, onsets, room, default (the shipped model's four stages) or tiny")
     p.add_argument("--cache", nargs="+", default=["cache/maps_train"], help="training cache dirs")
     p.add_argument("--val-cache", nargs="*", default=["cache/maps_val"], help="validation cache dirs")
     p.add_argument("--out", default="runs/default", help="run directory (checkpoints, log.csv)")

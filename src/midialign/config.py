@@ -81,6 +81,15 @@ class InferenceConfig:
     min_confidence: float = 0.15
     # Rounds of refinement; each starts from the previous round's notes.
     passes: int = 2
+    # Between rounds, notes below anchor_confidence restart from their input time plus the median
+    # shift of the anchors (notes at or above it) within ±anchor_window_s: errors of the input
+    # (e.g. DTW's) are shared by neighbours, and the network finds a note best when it starts close.
+    anchor_confidence: float = 0.5
+    anchor_window_s: float = 1.0
+    # Second chance for notes without a detection (onset head only): after following their
+    # neighbours' shift, such a note takes an onset peak down to this height within this window.
+    weak_onset_threshold: float = 0.05
+    weak_window_s: float = 0.06
 
     def __post_init__(self) -> None:
         if self.passes < 1:

@@ -146,10 +146,30 @@ def _refine(notes: Notes, feats: np.ndarray, fcfg: FeatureConfig, model, inferen
     current = notes
     moved = np.zeros(len(notes), bool)
     conf = np.zeros(len(notes))
-    for _ in range(inference.passes):
+    for k in range(inference.passes):
+        if k:
+            current = _recentre(notes, current, moved & (conf >= inference.anchor_confidence), inference.anchor_window_s)
         current, moved_now, conf = _refine_once(current, feats, fcfg, model, inference, timings, keep_low_confidence)
         moved |= moved_now
     return current, moved, conf
+
+
+def _recentre(start: Notes, current: Notes, anchors: np.ndarray, window_s: float) -> Notes:
+    """Anchors keep their place; every other note goes back to its start time plus the
+    median shift of the anchors within ±window_s of it (its current place if there are none)."""
+    if not anchors.any() or anchors.all():
+        return current
+    shifts = current.onsets[anchors] - start.onsets[anchors]
+    order = np.argsort(start.onsets[anchors])
+    t, shifts = start.onsets[anchors][order], shifts[order]
+    new = current.intervals.copy()
+    rest = np.flatnonzero(~anchors)
+    lo = np.searchsorted(t, start.onsets[rest] - window_s)
+    hi = np.searchsorted(t, start.onsets[rest] + window_s)
+    for i, a, b in zip(rest, lo, hi):
+        if b > a:
+            new[i] = start.intervals[i] + float(np.median(shifts[a:b]))
+    return current.with_times(new, _warp_pedal(start, new))
 
 
 def _refine_once(notes: Notes, feats: np.ndarray, fcfg: FeatureConfig, model, inference: InferenceConfig, timings: dict[str, float], keep_low_confidence: bool) -> tuple[Notes, np.ndarray, np.ndarray]:

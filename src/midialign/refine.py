@@ -12,11 +12,12 @@ move matched notes) with a sturdier matcher:
   peaks, placed at sub-frame precision by parabolic interpolation, and
   the frame roll only gives the offsets;
 - a note without a detection follows the median shift of matched notes
-  around it (it keeps its input time when there are none).
+  around it (it keeps its input time when there are none); with an onset
+  roll it then takes a weak peak close to that new time, if there is one.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -149,7 +150,8 @@ def refine_notes(notes: Notes, prob: np.ndarray, fps: float, cfg: InferenceConfi
     prob is a frame roll (88, T), or (C, 88, T) from model.predict_probs:
     frame roll, then onset roll if C == 2.
     """
-    if prob.ndim == 3 and prob.shape[0] == 2:
+    onset_roll = prob.ndim == 3 and prob.shape[0] == 2
+    if onset_roll:
         dets = detect_onsets(prob[1], prob[0], fps, cfg)
     elif prob.ndim == 3 and prob.shape[0] == 1:
         dets = detect_notes(prob[0], fps, cfg.threshold)
@@ -184,7 +186,11 @@ def refine_notes(notes: Notes, prob: np.ndarray, fps: float, cfg: InferenceConfi
             moved[i] = True
             conf[i] = d.strength * (1.0 - 0.5 * abs(shift) / cfg.max_shift_s)
     if follow_neighbours:
+        followed = ~moved
         _follow_neighbours(notes, new, moved, conf)
+        if onset_roll and followed.any():
+            weak = detect_onsets(prob[1], prob[0], fps, replace(cfg, onset_threshold=cfg.weak_onset_threshold))
+            _take_weak_onsets(notes, new, moved, followed, weak, cfg.weak_window_s, fps)
     _keep_offsets_after_onsets(notes, new)
     return Refined(notes.with_times(new), moved, np.clip(conf, 0.0, 1.0))
 
@@ -203,6 +209,36 @@ def _follow_neighbours(notes: Notes, new: np.ndarray, moved: np.ndarray, conf: n
             s = float(np.median(shifts[lo:hi]))
             new[i] = notes.intervals[i] + s
             conf[i] = NEIGHBOUR_CONFIDENCE
+
+
+def _take_weak_onsets(notes: Notes, new: np.ndarray, moved: np.ndarray, followed: np.ndarray, weak: list[Detection], window_s: float, fps: float) -> None:
+    """Notes that only followed their neighbours take a weak onset peak within window_s of where they were put.
+
+    Soft notes inside chords and notes far off in the input often leave a peak below the
+    detection threshold; near the neighbours' estimate it is much more likely theirs.
+    Peaks within 1.5 frames of one a matched note took are not offered. Confidence stays
+    at the neighbours' level: the peak is weak.
+    """
+    by_pitch: dict[int, list[float]] = {}
+    for d in weak:
+        by_pitch.setdefault(d.pitch, []).append(d.onset)
+    for pitch in np.unique(notes.pitches[followed]):
+        cand = np.sort(np.array(by_pitch.get(int(pitch), [])))
+        same = notes.pitches == pitch
+        taken = np.sort(new[same & moved, 0])
+        if len(taken) and len(cand):
+            pos = np.clip(np.searchsorted(taken, cand), 1, len(taken)) - 1
+            near = np.minimum(np.abs(cand - taken[pos]), np.abs(cand - taken[np.minimum(pos + 1, len(taken) - 1)]))
+            cand = cand[near > 1.5 / fps]
+        if not len(cand):
+            continue
+        idx = np.flatnonzero(same & followed)
+        idx = idx[np.argsort(new[idx, 0], kind="stable")]
+        choice = match_pitch(new[idx, 0], cand, window_s)
+        for i, c in zip(idx, choice):
+            if c >= 0:
+                new[i] += cand[c] - new[i, 0]
+                moved[i] = True
 
 
 def _keep_offsets_after_onsets(notes: Notes, new: np.ndarray) -> None:
