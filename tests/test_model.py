@@ -133,6 +133,38 @@ def test_postprocessing_with_a_missing_detection_follows_neighbours():
     assert plain.notes.onsets[1] == 0.52
 
 
+@pytest.mark.parametrize("weak_at, expected_onset, moved", [(0.60, 0.60, True), (0.75, 0.57, False)])
+def test_a_note_without_detection_takes_a_weak_peak_near_its_neighbours_shift(weak_at, expected_onset, moved):
+    """67 has only a peak below the detection threshold: it takes it when it lies within
+    weak_window_s of where the neighbours' shift put the note, and ignores it otherwise."""
+    notes = Notes([[0.50, 0.90], [0.52, 0.90]], [60, 67], [64] * 2)
+    true = Notes([[0.55, 0.90], [weak_at, 0.90]], [60, 67], [64] * 2)
+    onsets = onset_roll(true, 100, 300)
+    onsets[67 - 21] *= 0.1  # peak 0.1: under onset_threshold, over weak_onset_threshold
+    probs = np.stack([_prob_roll([(60, 0.55, 0.95, 0.9)]), onsets])
+    out = refine_notes(notes, probs, 100, InferenceConfig())
+    assert out.moved.tolist() == [True, moved]
+    assert abs(out.notes.onsets[1] - expected_onset) < 0.0015
+    assert out.confidence[1] == pytest.approx(0.25)  # the neighbours' level either way
+    # A weak peak is not offered where a matched note of the same pitch already sits.
+    notes = Notes([[0.50, 0.90], [0.52, 0.90], [0.57, 0.9]], [60, 67, 67], [64] * 3)
+    onsets[67 - 21] = 0.0
+    onsets[67 - 21, 57:60] = [0.5, 1.0, 0.5]  # the strong 67 detection is at 0.58
+    probs = np.stack([_prob_roll([(60, 0.55, 0.95, 0.9)]), onsets])
+    out = refine_notes(notes, probs, 100, InferenceConfig())
+    assert out.moved.tolist() == [True, False, True]
+
+
+def test_unconfident_notes_restart_from_their_anchors_shift():
+    from midialign.pipeline import _recentre
+
+    start = Notes([[0.0, 0.3], [0.5, 0.8], [1.0, 1.3], [5.0, 5.3]], [60, 62, 64, 65], [64] * 4)
+    current = start.with_times(start.intervals + np.array([[0.03], [0.05], [0.2], [0.1]]))
+    out = _recentre(start, current, np.array([True, True, False, False]), 1.0)
+    np.testing.assert_allclose(out.onsets, [0.03, 0.55, 1.04, 5.1])  # 1.0 + median(0.03, 0.05); 5.0 has no anchor near
+    np.testing.assert_allclose(out.offsets - out.onsets, 0.3)
+
+
 def test_postprocessing_splits_a_merged_repeated_note():
     """The network merged two strikes of 60 into one segment with a dip: both notes still find their onset."""
     notes = Notes([[0.50, 0.70], [0.74, 1.00]], [60, 60], [64, 64])

@@ -36,15 +36,18 @@ def test_default_method_is_dtw_then_crnn():
 
 
 def test_unconfident_notes_keep_their_dtw_time():
-    notes = Notes([[1.00, 1.40], [2.00, 2.40]], [60, 64], [64, 64])
-    prob = np.zeros((88, 400), np.float32)
+    """...corrected by the shift of confident notes within anchor_window_s, where there are any."""
+    notes = Notes([[1.00, 1.40], [2.00, 2.40], [3.50, 3.90]], [60, 64, 64], [64] * 3)
+    prob = np.zeros((88, 500), np.float32)
     prob[60 - 21, 103:140] = 0.95  # confident detection 30 ms late
     prob[64 - 21, 224:260] = 0.5  # just at threshold and 240 ms away: low confidence
+    prob[64 - 21, 374:400] = 0.5  # the same, with no confident note within 1 s
     cfg = InferenceConfig(min_confidence=0.3)
-    out, moved, conf = _refine(notes, np.zeros((88, 400), np.float32), FeatureConfig(), _loaded(prob), cfg, {}, keep_low_confidence=True)
-    assert moved.tolist() == [True, False]
+    out, moved, conf = _refine(notes, np.zeros((88, 500), np.float32), FeatureConfig(), _loaded(prob), cfg, {}, keep_low_confidence=True)
+    assert moved.tolist() == [True, False, False]
     assert abs(out.onsets[0] - 1.03) < 0.006
-    assert out.onsets[1] == 2.00 and conf[1] < cfg.min_confidence
+    assert abs(out.onsets[1] - 2.03) < 0.006 and conf[1] < cfg.min_confidence
+    assert out.onsets[2] == 3.50 and conf[2] < cfg.min_confidence
 
 
 def test_a_second_pass_starts_from_the_first():
