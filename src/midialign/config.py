@@ -77,7 +77,8 @@ class InferenceConfig:
     onset_threshold: float = 0.2
     # A detection further than this from its input note is not taken.
     max_shift_s: float = 0.25
-    # With dtw+crnn, notes whose confidence falls below this keep their DTW time.
+    # With dtw+crnn, notes whose confidence falls below this keep the time they had before the
+    # pass: DTW's, or after recentring DTW's plus their anchors' shift.
     min_confidence: float = 0.15
     # Rounds of refinement; each starts from the previous round's notes.
     passes: int = 2
