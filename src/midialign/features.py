@@ -101,6 +101,9 @@ def compute_features(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return normalise(mag.astype(np.float32), cfg.log)
 
 
+LOG_SCALE = float(np.log1p(100.0))  # normalise's log compression: log1p(100 x) / LOG_SCALE
+
+
 def normalise(mag: np.ndarray, log: bool) -> np.ndarray:
     """log1p compression (or linear), scaled so a piece's loudest bin is ~1.
 
@@ -109,7 +112,7 @@ def normalise(mag: np.ndarray, log: bool) -> np.ndarray:
     peak = float(np.percentile(mag, 99.9)) if mag.size else 0.0
     mag = mag / max(peak, 1e-8)
     if log:
-        return np.log1p(100.0 * mag) / np.log1p(100.0)
+        return np.log1p(100.0 * mag) / LOG_SCALE
     return mag
 
 

@@ -157,18 +157,15 @@ def _refine(notes: Notes, feats: np.ndarray, fcfg: FeatureConfig, model, inferen
 def _recentre(start: Notes, current: Notes, anchors: np.ndarray, window_s: float) -> Notes:
     """Anchors keep their place; every other note goes back to its start time plus the
     median shift of the anchors within ±window_s of it (its current place if there are none)."""
+    from .refine import local_median_shift
+
     if not anchors.any() or anchors.all():
         return current
-    shifts = current.onsets[anchors] - start.onsets[anchors]
-    order = np.argsort(start.onsets[anchors])
-    t, shifts = start.onsets[anchors][order], shifts[order]
-    new = current.intervals.copy()
     rest = np.flatnonzero(~anchors)
-    lo = np.searchsorted(t, start.onsets[rest] - window_s)
-    hi = np.searchsorted(t, start.onsets[rest] + window_s)
-    for i, a, b in zip(rest, lo, hi):
-        if b > a:
-            new[i] = start.intervals[i] + float(np.median(shifts[a:b]))
+    shifts = local_median_shift(start.onsets[anchors], current.onsets[anchors] - start.onsets[anchors], start.onsets[rest], window_s)
+    near = np.isfinite(shifts)
+    new = current.intervals.copy()
+    new[rest[near]] = start.intervals[rest[near]] + shifts[near, None]
     return current.with_times(new, _warp_pedal(start, new))
 
 
@@ -201,16 +198,13 @@ def _refine_once(notes: Notes, feats: np.ndarray, fcfg: FeatureConfig, model, in
 
 def _warp_pedal(notes: Notes, new: np.ndarray) -> np.ndarray:
     """Move pedal events by the median note shift around them, so pedal stays with its notes."""
+    from .refine import local_median_shift
+
     if len(notes.pedal) == 0:
         return notes.pedal
-    shifts = new[:, 0] - notes.onsets
-    order = np.argsort(notes.onsets)
-    t, s = notes.onsets[order], shifts[order]
     ped = notes.pedal.copy()
-    for k, pt in enumerate(ped[:, 0]):
-        lo, hi = np.searchsorted(t, [pt - 1.0, pt + 1.0])
-        if hi > lo:
-            ped[k, 0] = pt + float(np.median(s[lo:hi]))
+    shifts = local_median_shift(notes.onsets, new[:, 0] - notes.onsets, ped[:, 0], 1.0)
+    ped[:, 0] += np.nan_to_num(shifts)  # no note within 1 s: the event stays
     ped[:, 0] = np.maximum.accumulate(ped[:, 0])  # keep event order
     return ped
 

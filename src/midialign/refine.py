@@ -17,7 +17,7 @@ move matched notes) with a sturdier matcher:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -61,6 +61,22 @@ def detect_notes(prob: np.ndarray, fps: float, threshold: float) -> list[Detecti
     return out
 
 
+def onset_peaks(onset_prob: np.ndarray, fps: float, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Local maxima of the onset roll at or above threshold, ordered by (key, frame).
+
+    Returns (keys, frames, onsets in seconds at sub-frame precision, peak heights).
+    """
+    p = onset_prob
+    left = np.concatenate([np.zeros((p.shape[0], 1), p.dtype), p[:, :-1]], axis=1)
+    right = np.concatenate([p[:, 1:], np.zeros((p.shape[0], 1), p.dtype)], axis=1)
+    keys, frames = np.nonzero((p >= threshold) & (p >= left) & (p > right))
+    # Vertex of the parabola through the peak and its neighbours.
+    a, b, c = left[keys, frames], p[keys, frames], right[keys, frames]
+    curv = a - 2 * b + c
+    delta = np.where(curv < 0, 0.5 * (a - c) / np.where(curv < 0, curv, -1.0), 0.0)
+    return keys, frames, (frames + np.clip(delta, -0.5, 0.5)) / fps, b
+
+
 def detect_onsets(onset_prob: np.ndarray, frame_prob: np.ndarray, fps: float, cfg: InferenceConfig) -> list[Detection]:
     """Peaks of the onset roll per pitch, at sub-frame precision.
 
@@ -68,14 +84,7 @@ def detect_onsets(onset_prob: np.ndarray, frame_prob: np.ndarray, fps: float, cf
     below threshold; its offset is nan when the frame roll does not rise.
     """
     p = onset_prob
-    left = np.concatenate([np.zeros((p.shape[0], 1), p.dtype), p[:, :-1]], axis=1)
-    right = np.concatenate([p[:, 1:], np.zeros((p.shape[0], 1), p.dtype)], axis=1)
-    keys, frames = np.nonzero((p >= cfg.onset_threshold) & (p >= left) & (p > right))
-    # Vertex of the parabola through the peak and its neighbours.
-    a, b, c = left[keys, frames], p[keys, frames], right[keys, frames]
-    curv = a - 2 * b + c
-    delta = np.where(curv < 0, 0.5 * (a - c) / np.where(curv < 0, curv, -1.0), 0.0)
-    onsets = (frames + np.clip(delta, -0.5, 0.5)) / fps
+    keys, frames, onsets, b = onset_peaks(p, fps, cfg.onset_threshold)
     out: list[Detection] = []
     for i, (key, k) in enumerate(zip(keys, frames)):
         nxt = frames[i + 1] if i + 1 < len(frames) and keys[i + 1] == key else p.shape[1]
@@ -189,29 +198,33 @@ def refine_notes(notes: Notes, prob: np.ndarray, fps: float, cfg: InferenceConfi
         followed = ~moved
         _follow_neighbours(notes, new, moved, conf)
         if onset_roll and followed.any():
-            weak = detect_onsets(prob[1], prob[0], fps, replace(cfg, onset_threshold=cfg.weak_onset_threshold))
-            _take_weak_onsets(notes, new, moved, followed, weak, cfg.weak_window_s, fps)
+            keys, _, weak_onsets, _ = onset_peaks(prob[1], fps, cfg.weak_onset_threshold)
+            _take_weak_onsets(notes, new, moved, followed, keys + PITCH_MIN, weak_onsets, cfg.weak_window_s, fps)
     _keep_offsets_after_onsets(notes, new)
     return Refined(notes.with_times(new), moved, np.clip(conf, 0.0, 1.0))
+
+
+def local_median_shift(times: np.ndarray, shifts: np.ndarray, at: np.ndarray, window_s: float) -> np.ndarray:
+    """For each time in `at`, the median of the shifts whose times lie within ±window_s; nan where none do."""
+    order = np.argsort(times, kind="stable")
+    t, s = times[order], shifts[order]
+    lo = np.searchsorted(t, at - window_s)
+    hi = np.searchsorted(t, at + window_s)
+    return np.array([np.median(s[a:b]) if b > a else np.nan for a, b in zip(lo, hi)], dtype=np.float64)
 
 
 def _follow_neighbours(notes: Notes, new: np.ndarray, moved: np.ndarray, conf: np.ndarray) -> None:
     """Unmatched notes take the median onset shift of matched notes within NEIGHBOUR_WINDOW_S."""
     if not moved.any():
         return
-    t = notes.onsets[moved]
-    shifts = new[moved, 0] - t
-    order = np.argsort(t)
-    t, shifts = t[order], shifts[order]
-    for i in np.flatnonzero(~moved):
-        lo, hi = np.searchsorted(t, [notes.onsets[i] - NEIGHBOUR_WINDOW_S, notes.onsets[i] + NEIGHBOUR_WINDOW_S])
-        if hi > lo:
-            s = float(np.median(shifts[lo:hi]))
-            new[i] = notes.intervals[i] + s
-            conf[i] = NEIGHBOUR_CONFIDENCE
+    rest = np.flatnonzero(~moved)
+    s = local_median_shift(notes.onsets[moved], new[moved, 0] - notes.onsets[moved], notes.onsets[rest], NEIGHBOUR_WINDOW_S)
+    near = np.isfinite(s)
+    new[rest[near]] = notes.intervals[rest[near]] + s[near, None]
+    conf[rest[near]] = NEIGHBOUR_CONFIDENCE
 
 
-def _take_weak_onsets(notes: Notes, new: np.ndarray, moved: np.ndarray, followed: np.ndarray, weak: list[Detection], window_s: float, fps: float) -> None:
+def _take_weak_onsets(notes: Notes, new: np.ndarray, moved: np.ndarray, followed: np.ndarray, peak_pitches: np.ndarray, peak_onsets: np.ndarray, window_s: float, fps: float) -> None:
     """Notes that only followed their neighbours take a weak onset peak within window_s of where they were put.
 
     Soft notes inside chords and notes far off in the input often leave a peak below the
@@ -219,17 +232,12 @@ def _take_weak_onsets(notes: Notes, new: np.ndarray, moved: np.ndarray, followed
     Peaks within 1.5 frames of one a matched note took are not offered. Confidence stays
     at the neighbours' level: the peak is weak.
     """
-    by_pitch: dict[int, list[float]] = {}
-    for d in weak:
-        by_pitch.setdefault(d.pitch, []).append(d.onset)
     for pitch in np.unique(notes.pitches[followed]):
-        cand = np.sort(np.array(by_pitch.get(int(pitch), [])))
         same = notes.pitches == pitch
-        taken = np.sort(new[same & moved, 0])
+        cand = np.sort(peak_onsets[peak_pitches == pitch])
+        taken = new[same & moved, 0]
         if len(taken) and len(cand):
-            pos = np.clip(np.searchsorted(taken, cand), 1, len(taken)) - 1
-            near = np.minimum(np.abs(cand - taken[pos]), np.abs(cand - taken[np.minimum(pos + 1, len(taken) - 1)]))
-            cand = cand[near > 1.5 / fps]
+            cand = cand[np.abs(cand[:, None] - taken[None, :]).min(axis=1) > 1.5 / fps]
         if not len(cand):
             continue
         idx = np.flatnonzero(same & followed)

@@ -20,7 +20,9 @@ from torch import nn
 from .augment import apply_timing, clip_notes, draw_timing
 from .config import AugmentConfig, FeatureConfig, ModelConfig, TrainConfig, config_to_dict
 from .data import CachedRecording, load_cache
+from .features import LOG_SCALE, normalise
 from .model import CRNN, save_checkpoint
+from .notes import atomic_write_bytes
 from .roll import notes_to_roll, onset_roll
 
 log = logging.getLogger("midialign")
@@ -63,9 +65,6 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-LOG_SCALE = float(np.log1p(100.0))  # features.normalise: log1p(100 x) / log1p(100)
-
-
 def augment_features(feats: np.ndarray, rng: np.random.Generator, room: bool = True, p_reverb: float = 0.8) -> np.ndarray:
     """Level, tilt and noise on a log CQT, after (with room) a room and microphone change.
 
@@ -97,8 +96,7 @@ def _room_and_microphone(feats: np.ndarray, rng: np.random.Generator, p_reverb: 
             a = decay[k]
             tail = lfilter([0.0, a], [1.0, -a], mag[k])
             mag[k] += wet * (1.0 - a) / a * tail
-    peak = float(np.percentile(mag, 99.9))
-    return (np.log1p(100.0 * mag / max(peak, 1e-8)) / LOG_SCALE).astype(np.float32)
+    return normalise(mag, log=True).astype(np.float32)
 
 
 def make_example(rec: CachedRecording, start_frame: int, n_frames: int, fps: int, aug: AugmentConfig, rng: np.random.Generator, aug_features: bool = False, room: bool = True) -> tuple[np.ndarray, ...]:
@@ -239,15 +237,14 @@ def train(train_cache: list[Path], val_cache: list[Path], out_dir: Path, recipe:
         elapsed += time.time() - t_start
         sched.step(val_loss)
         improved = val_loss < best
+        # Validation loss only loosely follows alignment accuracy: keep every epoch's weights to score.
+        epoch_path = out_dir / f"epoch{epoch}.pt"
+        save_checkpoint(epoch_path, model, recipe.features, extra={"epoch": epoch, "val_loss": val_loss})  # copies tensors to CPU
         if improved:
             best, bad_epochs = val_loss, 0
-            save_checkpoint(best_path, model.cpu(), recipe.features, extra={"epoch": epoch, "val_loss": val_loss})
-            model.to(dev)
+            atomic_write_bytes(best_path, epoch_path.read_bytes())
         else:
             bad_epochs += 1
-        # Validation loss only loosely follows alignment accuracy: keep every epoch's weights to score.
-        save_checkpoint(out_dir / f"epoch{epoch}.pt", model.cpu(), recipe.features, extra={"epoch": epoch, "val_loss": val_loss})
-        model.to(dev)
         _append_log(log_path, epoch, float(np.mean(losses)), val_loss, time.time() - t_start)
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "bad_epochs": bad_epochs, "elapsed": elapsed}, state_path)
         log.info("epoch %d: train %.4f val %.4f%s lr %.1e (%.0f s)", epoch, np.mean(losses), val_loss, " *" if improved else "", opt.param_groups[0]["lr"], time.time() - t_start)
