@@ -74,9 +74,8 @@ def test_warp_notes_exact_values_pedal_and_min_duration() -> None:
 
 # ---------------------------------------------------------------- DTW on synthetic audio
 
-# The default onset_shift_s (-30 ms) is calibrated on real piano recordings, whose CQT flux
-# peaks trail the key press; these 3 ms-attack synthetic tones peak on time, so no shift.
-SYNTH_CFG = DTWConfig(onset_shift_s=0.0)
+# The defaults; named so that a test can vary one field.
+SYNTH_CFG = DTWConfig()
 
 @pytest.fixture(scope="module")
 def stretched_case() -> tuple[Notes, Notes, np.ndarray]:
