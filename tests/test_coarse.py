@@ -145,3 +145,20 @@ def test_dtw_rejects_bad_input() -> None:
         dtw_path(y, SR, empty, DTWConfig())
     with pytest.raises(ValueError):
         DTWConfig(audio_features="mel")  # type: ignore[arg-type]
+
+
+
+def test_dtw_places_the_last_note_of_the_bundled_example() -> None:
+    """The recording rings on after the written end; the last note must not slide into that tail
+    (with final_ring_s=0 it lands 981 ms late)."""
+    from pathlib import Path
+
+    from midialign.notes import read_note_table
+    from midialign.pipeline import _load_inputs
+
+    case = Path(__file__).resolve().parent.parent / "examples" / "prelude"
+    y, score = _load_inputs(case / "audio.flac", case / "input.mid", SR)
+    truth = read_note_table(case / "reference.tsv", keep_order=True)
+    out = warp_notes(score, dtw_path(y, SR, score, SYNTH_CFG))
+    err = np.abs(out.onsets - truth.onsets)
+    assert err.max() < 0.05, f"worst onset {err.max() * 1000:.0f} ms off (note {err.argmax()})"

@@ -55,6 +55,10 @@ class DTWConfig:
     # Silence added to both sequences at both ends, so a late-starting recording
     # matches silence against silence instead of stretching the first note.
     pad_s: float = 1.0
+    # The MIDI's final sonority (notes sounding at its last onset) rings this much longer in its
+    # chroma. A recording rings on after the written end; without this, DTW may stretch the
+    # chord before the last note over that tail and put the last note ~1 s late.
+    final_ring_s: float = 1.0
     # "cqt" front end: onset peak picking on the per-pitch log-CQT flux.
     onset_threshold: float = 0.1  # minimum flux (log-CQT units, 0-1 scale)
     onset_rel_threshold: float = 0.4  # fraction of the pitch's local (2 s) max flux
@@ -107,7 +111,7 @@ def dtw_path(
     midi_origin = min(0.0, float(notes.intervals[valid, 0].min()))
     audio_dur = len(y) / sample_rate
 
-    chroma_m, onset_m = midi_features(notes, fr, midi_origin)
+    chroma_m, onset_m = midi_features(notes, fr, midi_origin, cfg.final_ring_s)
     if cfg.audio_features == "cqt":
         if cqt is None:
             fcfg = FeatureConfig(sample_rate=sample_rate)
@@ -191,8 +195,11 @@ def align_notes(
 
 # ---------------------------------------------------------------- MIDI side
 
-def midi_features(notes: Notes, feature_rate: int, origin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """(12, N) quantised chroma and (12, N) DLNCO of the notes, frame j centred on origin + j / feature_rate."""
+def midi_features(notes: Notes, feature_rate: int, origin: float = 0.0, final_ring_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(12, N) quantised chroma and (12, N) DLNCO of the notes, frame j centred on origin + j / feature_rate.
+
+    Notes still sounding at the last onset are extended by final_ring_s in the chroma.
+    """
     import pandas as pd
     from synctoolbox.feature.chroma import pitch_to_chroma, quantize_chroma
     from synctoolbox.feature.csv_tools import df_to_pitch_features, df_to_pitch_onset_features
@@ -201,6 +208,9 @@ def midi_features(notes: Notes, feature_rate: int, origin: float = 0.0) -> tuple
     valid = np.isfinite(notes.intervals).all(axis=1)
     iv = notes.intervals[valid] - origin
     pitches = np.clip(notes.pitches[valid], PITCH_MIN, PITCH_MAX)
+    if final_ring_s > 0:
+        iv = iv.copy()
+        iv[iv[:, 1] >= iv[:, 0].max(), 1] += final_ring_s
 
     def frame() -> "pd.DataFrame":
         # A fresh frame per call: synctoolbox writes an `end` column into it.
