@@ -37,9 +37,10 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override InferenceConfig fields (floats)")
     ap.add_argument("--fallback", choices=["auto", "on", "off"], default="auto",
                     help="keep the start time of unconfident notes (auto: only when starting from dtw, as the pipeline does)")
+    ap.add_argument("--offsets", choices=["roll", "input"], default=InferenceConfig.offsets)
     ap.add_argument("--dump", default=None, help="save per-note arrays to this npz")
     args = ap.parse_args()
-    cfg = InferenceConfig(passes=args.passes)
+    cfg = InferenceConfig(passes=args.passes, offsets=args.offsets)
     if args.max_shift is not None:
         cfg = replace(cfg, max_shift_s=args.max_shift)
     for item in args.set:
@@ -47,7 +48,7 @@ def main() -> None:
         cfg = replace(cfg, **{k: float(v)})
     lm = load_model(args.ckpt)
     files = sorted(Path(args.stage).glob("*.npz"))[: args.limit]
-    e0, e1, mv, cf, st, case = [], [], [], [], [], []
+    e0, e1, mv, cf, st, case, f0, f1 = [], [], [], [], [], [], [], []
     fallback = args.start == "dtw" if args.fallback == "auto" else args.fallback == "on"
     for f in files:
         z = np.load(f)
@@ -58,13 +59,16 @@ def main() -> None:
         played = np.isfinite(ref)  # the bench scores only notes the reference has
         e0.append((notes.onsets - ref)[played])
         e1.append((out.onsets - ref)[played])
+        f0.append((notes.offsets - z["ref"][:, 1])[played])
+        f1.append((out.offsets - z["ref"][:, 1])[played])
         mv.append(moved[played])
         cf.append(conf[played])
         st.append(notes.onsets[played])
         case.append(np.full(played.sum(), len(case)))
         print(f"{f.stem[:50]:50s} start {shares(e0[-1])}  refined {shares(e1[-1])}", flush=True)
-    e0, e1, mv, cf, st, case = map(np.concatenate, (e0, e1, mv, cf, st, case))
+    e0, e1, mv, cf, st, case, f0, f1 = map(np.concatenate, (e0, e1, mv, cf, st, case, f0, f1))
     print(f"{'ALL':50s} start {shares(e0)}  refined {shares(e1)}  n={len(e0)}")
+    print(f"{'offsets':50s} start {shares(f0)}  refined {shares(f1)}")
     print(f"moved {mv.mean():.1%}: {shares(e1[mv])}   kept: {shares(e1[~mv])}   kept-start: {shares(e0[~mv])}")
     if args.dump:
         np.savez(args.dump, e0=e0, e1=e1, moved=mv, conf=cf, start=st, case=case)

@@ -187,6 +187,19 @@ def test_offsets_come_from_the_frame_roll_only_near_the_input_end(frame_end, exp
     assert abs(out.notes.offsets[0] - expected_offset) < 0.006
 
 
+def test_input_offsets_are_kept_when_asked():
+    """offsets="input": the onset moves, the offset stays where the input had it (but after the onset)."""
+    notes = Notes([[0.50, 0.70], [1.00, 1.01]], [60, 62], [64, 64])
+    true = Notes([[0.52, 0.72], [1.04, 1.20]], [60, 62], [64, 64])
+    probs = np.stack([_prob_roll([(60, 0.52, 0.80, 0.95), (62, 1.04, 1.20, 0.95)]), onset_roll(true, 100, 300)])
+    out = refine_notes(notes, probs, 100, InferenceConfig(offsets="input"))
+    np.testing.assert_allclose(out.notes.onsets, [0.52, 1.04], atol=0.0015)
+    assert out.notes.offsets[0] == 0.70
+    assert abs(out.notes.offsets[1] - 1.05) < 0.0015  # 1.01 would end before its onset: duration kept
+    with pytest.raises(ValueError, match="offsets"):
+        InferenceConfig(offsets="frames")  # type: ignore[arg-type]
+
+
 def test_matching_never_takes_the_neighbours_detection():
     # Two notes, one detection right between them but nearer the second: only the second takes it.
     choice = match_pitch(np.array([1.0, 1.2]), np.array([1.15]), 0.25)

@@ -33,6 +33,8 @@ def _register_align(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="PNG", help="also draw a piano-roll overlay (needs matplotlib)")
     p.add_argument("--plot-range", nargs=2, type=float, metavar=("START", "END"), help="plot window in seconds (default: 0 20)")
     p.add_argument("--weights", help="model checkpoint (default: the shipped model)")
+    p.add_argument("--offsets", default="roll", choices=["roll", "input"],
+                   help="where offsets come from: the network's frame roll near the input's offset (default), or the input (after DTW with dtw+crnn)")
     p.set_defaults(func=_run_align)
 
 

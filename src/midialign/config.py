@@ -93,10 +93,15 @@ class InferenceConfig:
     # neighbours' shift, such a note takes an onset peak down to this height within this window.
     weak_onset_threshold: float = 0.05
     weak_window_s: float = 0.06
+    # Where offsets come from: "roll", the frame roll where it ends within max_shift_s of the
+    # input offset moved with its onset (else that moved offset); "input", the input's offsets.
+    offsets: Literal["roll", "input"] = "roll"
 
     def __post_init__(self) -> None:
         if self.passes < 1:
             raise ValueError(f"passes must be at least 1, got {self.passes}")
+        if self.offsets not in ("roll", "input"):
+            raise ValueError(f"offsets must be 'roll' or 'input', got {self.offsets!r}")
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,8 @@ def align_cli(args) -> int:
     # Every output option (-o, --csv, --sv, --match, --json, --plot) is checked
     # against the inputs before the slow part runs.
     check_outputs(args)
-    result = align(args.audio, args.midi, method=args.method, weights=getattr(args, "weights", None))
+    result = align(args.audio, args.midi, method=args.method, weights=getattr(args, "weights", None),
+                   inference=InferenceConfig(offsets=args.offsets))
     from .outputs import write_outputs
 
     write_outputs(result, args)

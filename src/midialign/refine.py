@@ -200,6 +200,8 @@ def refine_notes(notes: Notes, prob: np.ndarray, fps: float, cfg: InferenceConfi
         if onset_roll and followed.any():
             keys, _, weak_onsets, _ = onset_peaks(prob[1], fps, cfg.weak_onset_threshold)
             _take_weak_onsets(notes, new, moved, followed, keys + PITCH_MIN, weak_onsets, cfg.weak_window_s, fps)
+    if cfg.offsets == "input":
+        new[:, 1] = notes.offsets
     _keep_offsets_after_onsets(notes, new)
     return Refined(notes.with_times(new), moved, np.clip(conf, 0.0, 1.0))
 
