@@ -147,7 +147,6 @@ def test_dtw_rejects_bad_input() -> None:
         DTWConfig(audio_features="mel")  # type: ignore[arg-type]
 
 
-
 def test_dtw_places_the_last_note_of_the_bundled_example() -> None:
     """The recording rings on after the written end; the last note must not slide into that tail
     (with final_ring_s=0 it lands 981 ms late)."""
