@@ -121,6 +121,17 @@ def test_dtw_handles_double_speed_and_trailing_silence() -> None:
     assert np.median(err) < 0.030, f"median onset error {np.median(err) * 1000:.1f} ms"
 
 
+def test_dtw_handles_half_speed_and_silence_at_both_ends() -> None:
+    notes = random_notes(5, 20.0, per_s=3.0)
+    truth = notes.with_times(notes.intervals * 2.0 + 2.0)
+    y = synth(truth, truth.end_time + 2.0)
+    out = warp_notes(notes, dtw_path(y, SR, notes, SYNTH_CFG))
+    err = np.abs(out.onsets - truth.onsets)
+    # The old defaults (50 frames/s, alpha 0.15) got 68 % here.
+    assert np.median(err) < 0.030, f"median onset error {np.median(err) * 1000:.1f} ms"
+    assert np.mean(err < 0.05) > 0.8
+
+
 def test_dtw_uses_precomputed_cqt() -> None:
     from midialign.config import FeatureConfig
     from midialign.features import compute_features
