@@ -209,6 +209,16 @@ def test_matching_never_takes_the_neighbours_detection():
     assert choice.tolist() == [0, 1]
 
 
+def test_matching_prefers_the_taller_of_two_nearby_peaks():
+    # A weak peak where the input is (the network half-copying it), a strong one 40 ms later.
+    onsets, peaks, heights = np.array([1.0]), np.array([1.005, 1.045]), np.array([0.25, 0.9])
+    assert match_pitch(onsets, peaks, 0.25).tolist() == [0]  # distance only
+    assert match_pitch(onsets, peaks, 0.25, heights, 0.3).tolist() == [1]
+    # Height never beats a clear difference in distance.
+    far = np.array([1.005, 1.15])
+    assert match_pitch(onsets, far, 0.25, heights, 0.3).tolist() == [0]
+
+
 def test_checkpoint_round_trip_strict(tmp_path):
     torch.manual_seed(0)
     model = CRNN(TINY)

@@ -115,10 +115,12 @@ def _split_at_dips(row: np.ndarray, s: int, e: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1) if bounds[i + 1] > bounds[i]]
 
 
-def match_pitch(onsets: np.ndarray, det_onsets: np.ndarray, max_shift: float) -> np.ndarray:
+def match_pitch(onsets: np.ndarray, det_onsets: np.ndarray, max_shift: float,
+                det_strength: np.ndarray | None = None, height_weight: float = 0.0) -> np.ndarray:
     """For sorted input onsets of one pitch, the index of the detection each takes, or -1.
 
-    Optimal under squared distance with skip cost max_shift**2: order-preserving.
+    Optimal under squared distance with skip cost max_shift**2: order-preserving. With
+    det_strength, a detection's cost is lowered by height_weight * max_shift**2 * its strength.
     """
     n, m = len(onsets), len(det_onsets)
     result = np.full(n, -1, dtype=np.int64)
@@ -127,6 +129,8 @@ def match_pitch(onsets: np.ndarray, det_onsets: np.ndarray, max_shift: float) ->
     for note_idx, det_idx in _blocks(onsets, det_onsets, max_shift):
         d = onsets[note_idx][:, None] - det_onsets[det_idx][None, :]
         cost = d ** 2
+        if det_strength is not None and height_weight:
+            cost = cost - height_weight * max_shift ** 2 * det_strength[det_idx][None, :]
         big = 1e6
         cost[np.abs(d) > max_shift] = big
         skip = np.full((len(note_idx), len(note_idx)), big)
@@ -181,7 +185,8 @@ def refine_notes(notes: Notes, prob: np.ndarray, fps: float, cfg: InferenceConfi
         if not cand:
             continue
         det_on = np.array([d.onset for d in cand])
-        choice = match_pitch(notes.onsets[idx], det_on, cfg.max_shift_s)
+        strength = np.array([d.strength for d in cand])
+        choice = match_pitch(notes.onsets[idx], det_on, cfg.max_shift_s, strength, cfg.height_weight)
         for i, c in zip(idx, choice):
             if c < 0:
                 continue
