@@ -214,7 +214,7 @@ def test_matching_prefers_the_taller_of_two_nearby_peaks():
     onsets, peaks, heights = np.array([1.0]), np.array([1.005, 1.045]), np.array([0.25, 0.9])
     assert match_pitch(onsets, peaks, 0.25).tolist() == [0]  # distance only
     assert match_pitch(onsets, peaks, 0.25, heights, 0.3).tolist() == [1]
-    # Height never beats a clear difference in distance.
+    # A tall peak 150 ms away does not beat a weak one 5 ms away.
     far = np.array([1.005, 1.15])
     assert match_pitch(onsets, far, 0.25, heights, 0.3).tolist() == [0]
 
