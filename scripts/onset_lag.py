@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from midialign.coarse import DTWConfig, _cqt_onset_peaks
+from midialign.coarse import DTWConfig, cqt_onset_peaks
 from midialign.config import FeatureConfig
 
 
 def peak_lags(feats: np.ndarray, onsets: np.ndarray, pitches: np.ndarray, fps: int) -> np.ndarray:
-    peaks = _cqt_onset_peaks(feats.astype(np.float64), fps, DTWConfig(onset_shift_s=0.0))
+    peaks = cqt_onset_peaks(feats.astype(np.float64), fps, DTWConfig(onset_shift_s=0.0))
     out = []
     for t, p in zip(onsets, pitches):
         if np.isfinite(t) and int(p) in peaks:

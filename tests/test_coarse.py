@@ -112,21 +112,22 @@ def test_dtw_recovers_tempo_change_and_leading_silence(stretched_case: tuple[Not
     np.testing.assert_array_equal(out.pedal[:, 1], truth.pedal[:, 1])
 
 
-def test_dtw_handles_double_speed_and_trailing_silence() -> None:
-    notes = random_notes(1, 16.0, per_s=3.0)
-    truth = notes.with_times(notes.intervals * 0.5 + 0.5)
-    y = synth(truth, truth.end_time + 3.0)
+def _onset_errors_at_tempo(seed: int, duration_s: float, factor: float, lead_s: float, tail_s: float) -> np.ndarray:
+    """|DTW onset - truth| for random notes played `factor` times as long, after lead_s and before tail_s of silence."""
+    notes = random_notes(seed, duration_s, per_s=3.0)
+    truth = notes.with_times(notes.intervals * factor + lead_s)
+    y = synth(truth, truth.end_time + tail_s)
     out = warp_notes(notes, dtw_path(y, SR, notes, SYNTH_CFG))
-    err = np.abs(out.onsets - truth.onsets)
+    return np.abs(out.onsets - truth.onsets)
+
+
+def test_dtw_handles_double_speed_and_trailing_silence() -> None:
+    err = _onset_errors_at_tempo(1, 16.0, 0.5, 0.5, 3.0)
     assert np.median(err) < 0.030, f"median onset error {np.median(err) * 1000:.1f} ms"
 
 
 def test_dtw_handles_half_speed_and_silence_at_both_ends() -> None:
-    notes = random_notes(5, 20.0, per_s=3.0)
-    truth = notes.with_times(notes.intervals * 2.0 + 2.0)
-    y = synth(truth, truth.end_time + 2.0)
-    out = warp_notes(notes, dtw_path(y, SR, notes, SYNTH_CFG))
-    err = np.abs(out.onsets - truth.onsets)
+    err = _onset_errors_at_tempo(5, 20.0, 2.0, 2.0, 2.0)
     # The old defaults (50 frames/s, alpha 0.15) got 68 % here.
     assert np.median(err) < 0.030, f"median onset error {np.median(err) * 1000:.1f} ms"
     assert np.mean(err < 0.05) > 0.8

@@ -269,13 +269,13 @@ def cqt_audio_features(cqt: np.ndarray, fps: int, cfg: DTWConfig) -> tuple[np.nd
     f_pitch[PITCH_MIN:PITCH_MAX + 1] = energy[:, ::step][:, :n_out]
     chroma = quantize_chroma(pitch_to_chroma(f_pitch))
 
-    f_peaks = _cqt_onset_peaks(logc, fps, cfg)
+    f_peaks = cqt_onset_peaks(logc, fps, cfg)
     _clip_peaks(f_peaks, (n_out - 1) * 1000.0 / fr)
     dlnco = pitch_onset_features_to_DLNCO(f_peaks=f_peaks, feature_rate=fr, feature_sequence_length=n_out)
     return chroma, dlnco
 
 
-def _cqt_onset_peaks(logc: np.ndarray, fps: int, cfg: DTWConfig) -> dict:
+def cqt_onset_peaks(logc: np.ndarray, fps: int, cfg: DTWConfig) -> dict:
     """Per-pitch onset peaks {midi pitch: [[ms...], [height...]]} from half-wave rectified log-CQT flux."""
     flux = np.zeros_like(logc)
     flux[:, 1:] = np.maximum(logc[:, 1:] - logc[:, :-1], 0.0)

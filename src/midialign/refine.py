@@ -77,14 +77,19 @@ def onset_peaks(onset_prob: np.ndarray, fps: float, threshold: float) -> tuple[n
     return keys, frames, (frames + np.clip(delta, -0.5, 0.5)) / fps, b
 
 
-def detect_onsets(onset_prob: np.ndarray, frame_prob: np.ndarray, fps: float, cfg: InferenceConfig) -> list[Detection]:
+def detect_onsets(onset_prob: np.ndarray, frame_prob: np.ndarray, fps: float, cfg: InferenceConfig,
+                  peaks: tuple[np.ndarray, ...] | None = None) -> list[Detection]:
     """Peaks of the onset roll per pitch, at sub-frame precision.
 
     A detection ends where the frame roll, once risen after the peak, falls
     below threshold; its offset is nan when the frame roll does not rise.
+    `peaks`: onset_peaks output at a threshold up to cfg.onset_threshold, if already computed.
     """
     p = onset_prob
-    keys, frames, onsets, b = onset_peaks(p, fps, cfg.onset_threshold)
+    if peaks is None:
+        peaks = onset_peaks(p, fps, cfg.onset_threshold)
+    keep = peaks[3] >= cfg.onset_threshold
+    keys, frames, onsets, b = (a[keep] for a in peaks)
     out: list[Detection] = []
     for i, (key, k) in enumerate(zip(keys, frames)):
         nxt = frames[i + 1] if i + 1 < len(frames) and keys[i + 1] == key else p.shape[1]
@@ -165,7 +170,9 @@ def refine_notes(notes: Notes, prob: np.ndarray, fps: float, cfg: InferenceConfi
     """
     onset_roll = prob.ndim == 3 and prob.shape[0] == 2
     if onset_roll:
-        dets = detect_onsets(prob[1], prob[0], fps, cfg)
+        # One peak search serves both the detections and the weak second chance.
+        peaks = onset_peaks(prob[1], fps, min(cfg.onset_threshold, cfg.weak_onset_threshold))
+        dets = detect_onsets(prob[1], prob[0], fps, cfg, peaks)
     elif prob.ndim == 3 and prob.shape[0] == 1:
         dets = detect_notes(prob[0], fps, cfg.threshold)
     elif prob.ndim == 2:
@@ -203,8 +210,9 @@ def refine_notes(notes: Notes, prob: np.ndarray, fps: float, cfg: InferenceConfi
         followed = ~moved
         _follow_neighbours(notes, new, moved, conf)
         if onset_roll and followed.any():
-            keys, _, weak_onsets, _ = onset_peaks(prob[1], fps, cfg.weak_onset_threshold)
-            _take_weak_onsets(notes, new, moved, followed, keys + PITCH_MIN, weak_onsets, cfg.weak_window_s, fps)
+            keys, _, weak_onsets, heights = peaks
+            weak = heights >= cfg.weak_onset_threshold
+            _take_weak_onsets(notes, new, moved, followed, keys[weak] + PITCH_MIN, weak_onsets[weak], cfg.weak_window_s, fps)
     if cfg.offsets == "input":
         new[:, 1] = notes.offsets
     _keep_offsets_after_onsets(notes, new)
