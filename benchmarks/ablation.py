@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from midialign.augment import apply_jitter, clip_notes, draw_jitter
+from midialign.training.augment import apply_jitter, clip_notes, draw_jitter
 from midialign.config import FeatureConfig, ModelConfig
-from midialign.data import build_cache, maps_pieces
-from midialign.features import load_audio
-from midialign.model import load_model
-from midialign.notes import Notes, read_note_table
-from midialign.pipeline import align
+from midialign.training.data import build_cache, maps_pieces
+from midialign.io.audio import load_audio
+from midialign.core.network import load_model
+from midialign.io.table import read_note_table
+from midialign.notes import Notes
+from midialign.aligner import align
 
 STEPS_PER_EPOCH, EPOCHS = 40, 3
 PIECES, SECONDS = 6, 60.0
@@ -78,7 +79,7 @@ def evaluate(model, data, method: str, jitter_s: float, tempo_range: float, seed
 
 
 def train_variant(name: str, model_cfg: ModelConfig, feat_cfg: FeatureConfig, maps: Path, work: Path):
-    from midialign.train import RECIPES, train
+    from midialign.training.train import RECIPES, train
 
     cache = work / "cache" / feature_key(feat_cfg)
     if not (cache / "maps_train" / "manifest.json").exists():

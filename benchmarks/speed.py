@@ -29,7 +29,9 @@ STAGES = ("load", "features", "dtw", "network", "postprocess", "write")
 def tiled_input(minutes: float, workdir: Path) -> tuple[Path, Path]:
     import soundfile as sf
 
-    from midialign.notes import Notes, read_midi, write_midi
+    from midialign.io.midi import read_midi, write_midi
+
+    from midialign.notes import Notes
 
     y, sr = sf.read(EXAMPLE / "audio.flac", dtype="float32")
     score = read_midi(EXAMPLE / "input.mid")
@@ -46,11 +48,12 @@ def tiled_input(minutes: float, workdir: Path) -> tuple[Path, Path]:
 
 
 def run_one(minutes: float, method: str) -> dict:
-    from midialign.coarse import DTWConfig, dtw_path
-    from midialign.features import load_audio
-    from midialign.model import load_model
-    from midialign.notes import read_midi, write_midi
-    from midialign.pipeline import align
+    from midialign.config import DTWConfig
+    from midialign.core.dtw import dtw_path
+    from midialign.io.audio import load_audio
+    from midialign.core.network import load_model
+    from midialign.io.midi import read_midi, write_midi
+    from midialign.aligner import align
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()

@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from midialign.augment import warp_times
-from midialign.notes import Notes, write_midi, write_note_table
-from midialign.render import apply_effects, available_soundfonts, draw_effects, render_notes
+from midialign.training.augment import warp_by_knots as warp_times
+from midialign.io.midi import write_midi
+from midialign.io.table import write_note_table
+from midialign.notes import Notes
+from midialign.training.render import apply_effects, available_soundfonts, draw_effects, render_notes
 
 OUT = Path(__file__).resolve().parent.parent / "examples" / "prelude"
 SEED = 846
@@ -70,7 +72,7 @@ def main() -> None:
     rng = np.random.default_rng(SEED)
     score = score_notes()
     performance = perform(score, rng)
-    y = render_notes(performance, available_soundfonts()["timgm6mb"], 16000)
+    y = render_notes(performance, available_soundfonts()["timgm6mb"], sample_rate=16000)
     effects = draw_effects(rng, mild=True)
     y = apply_effects(y, 16000, effects)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from midialign.coarse import DTWConfig, cqt_onset_peaks
+from midialign.config import DTWConfig
+
+from midialign.core.dtw import cqt_onset_peaks
 from midialign.config import FeatureConfig
 
 

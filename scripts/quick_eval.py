@@ -11,11 +11,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from midialign.augment import apply_jitter, clip_notes, draw_jitter
+from midialign.training.augment import apply_jitter, clip_notes, draw_jitter
 from midialign.config import InferenceConfig
-from midialign.data import load_cache
-from midialign.model import load_model
-from midialign.pipeline import _refine
+from midialign.training.data import load_cache
+from midialign.core.network import load_model
+from midialign.core.refiner import refine
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
                 est = loose.onsets
             else:
                 feats = rec.features[:, :n].astype(np.float32)
-                est = _refine(loose, feats, lm.feature_cfg, lm, cfg, {}, keep_low_confidence=False)[0].onsets
+                est = refine(loose, feats, model=lm, inference=cfg).notes.onsets
             errs.append(est - truth.onsets)
             jit.append(on)
         e = np.concatenate(errs)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from midialign.model import file_sha256, load_model
+from midialign.core.network import file_sha256, load_model
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "src" / "midialign" / "weights"
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from midialign.bench import discover_case_set
-from midialign.coarse import DTWConfig, align_notes
+from midialign.evaluation.bench import discover_case_set
+from midialign.config import DTWConfig
+from midialign.core.dtw import align_notes
 from midialign.config import FeatureConfig
-from midialign.features import compute_features
-from midialign.pipeline import _load_inputs
+from midialign.core.features import compute_features
+from midialign.aligner import load_inputs
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
             dst = out / f"{case.name}.npz"
             if dst.exists():
                 continue
-            y, notes = _load_inputs(case.audio, case.input_midi, fcfg.sample_rate)
+            y, notes = load_inputs(case.audio, case.input_midi, sample_rate=fcfg.sample_rate)
             feats = compute_features(y, fcfg)
             dtw, _ = align_notes(y, fcfg.sample_rate, notes, DTWConfig(), cqt=feats, fps=fcfg.fps)
             tmp = dst.with_suffix(".tmp.npz")

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from midialign.config import InferenceConfig
-from midialign.model import load_model
+from midialign.core.network import load_model
 from midialign.notes import Notes
-from midialign.pipeline import _refine
+from midialign.core.refiner import refine
 
 W = (0.01, 0.025, 0.05, 0.1)
 
@@ -54,7 +54,8 @@ def main() -> None:
         z = np.load(f)
         notes = Notes(z[args.start], z["pitches"], z["velocities"])
         feats = z["feats"].astype(np.float32)
-        out, moved, conf = _refine(notes, feats, lm.feature_cfg, lm, cfg, {}, keep_low_confidence=fallback)
+        r = refine(notes, feats, model=lm, inference=cfg, keep_low_confidence=fallback)
+        out, moved, conf = r.notes, r.moved, r.confidence
         ref = z["ref"][:, 0]
         played = np.isfinite(ref)  # the bench scores only notes the reference has
         e0.append((notes.onsets - ref)[played])

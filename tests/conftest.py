@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from midialign.notes import Notes, read_midi, write_midi
+from midialign.io.midi import read_midi, write_midi
+
+from midialign.notes import Notes
 
 SR = 16000
 
@@ -84,11 +86,11 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from midialign.config import FeatureConfig, ModelConfig
-    from midialign.model import CRNN, save_checkpoint
+    from midialign.core.network import CRNN, save_checkpoint
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    save_checkpoint(path, CRNN(ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16)), FeatureConfig())
+    save_checkpoint(path, CRNN(ModelConfig(conv_channels=(4, 4, 8), embed_size=16, rnn_hidden=16)), feature_cfg=FeatureConfig())
     return path
 
 
@@ -104,7 +106,7 @@ def write_case(root: Path, input_notes: Notes, reference: Notes, name: str = "ca
 
     import soundfile as sf
 
-    from midialign.notes import write_note_table
+    from midialign.io.table import write_note_table
 
     d = root / name
     d.mkdir(parents=True)

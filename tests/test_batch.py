@@ -9,9 +9,9 @@ import pandas as pd
 import pretty_midi
 import pytest
 
-import midialign.batch as batch
+import midialign.cli.batch as batch
 from conftest import write_pair
-from midialign.batch import BatchConfig, find_pairs, run_batch
+from midialign.cli.batch import BatchConfig, find_pairs, run_batch
 from midialign.cli import main
 
 
@@ -32,12 +32,12 @@ def summary(out: Path) -> pd.DataFrame:
 
 
 def test_batch_cli_runs_logs_failures_and_resumes(pair_dir: Path, tmp_path: Path, tiny_weights: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import midialign.model
+    import midialign.core.network as network
 
     loads = []
-    real_load = midialign.model.load_model
-    monkeypatch.setattr(midialign.model, "load_model", lambda path=None: loads.append(path) or real_load(path))
-    monkeypatch.setattr(batch, "_MODEL_CACHE", {})
+    real_load = network.load_model
+    monkeypatch.setattr(network, "load_model", lambda path=None: loads.append(path) or real_load(path))
+    monkeypatch.setattr(batch, "_ALIGNERS", {})
     out = tmp_path / "out"
     args = ["batch", str(pair_dir), "--out", str(out), "--method", "crnn", "--weights", str(tiny_weights)]
 
@@ -69,15 +69,15 @@ def test_keyboard_interrupt_keeps_finished_pairs(pair_dir: Path, tmp_path: Path,
     real = batch.align_pair
     calls = []
 
-    def interrupted_on_second(pair, out_dir, method, weights):
+    def interrupted_on_second(pair, *, out_dir, method, weights):
         calls.append(pair.name)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(pair, out_dir, method, weights)
+        return real(pair, out_dir=out_dir, method=method, weights=weights)
 
     monkeypatch.setattr(batch, "align_pair", interrupted_on_second)
     out = tmp_path / "out"
-    cfg = BatchConfig(out, method="none", progress=False)
+    cfg = BatchConfig(out_dir=out, method="none", progress=False)
     pairs = [p for p in find_pairs(pair_dir) if p.name != "c"]
     with pytest.raises(KeyboardInterrupt):
         run_batch(pairs, cfg)
@@ -113,7 +113,7 @@ def test_out_dir_over_inputs_is_refused(pair_dir: Path, capsys: pytest.CaptureFi
 
 def test_process_pool_jobs_2(pair_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    res = run_batch(find_pairs(pair_dir), BatchConfig(out, method="none", jobs=2, progress=False))
+    res = run_batch(find_pairs(pair_dir), BatchConfig(out_dir=out, method="none", jobs=2, progress=False))
     assert {r.name: r.status for r in res} == {"a": "done", "b": "done", "c": "failed"}
     assert (out / "a.mid").is_file() and (out / "b.mid").is_file()
 
@@ -125,7 +125,7 @@ def test_ray_executor(pair_dir: Path, tmp_path: Path, tiny_weights: Path) -> Non
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         out = tmp_path / "out"
-        res = run_batch(find_pairs(pair_dir), BatchConfig(out, method="crnn", weights=tiny_weights, jobs=1, executor="ray", progress=False))
+        res = run_batch(find_pairs(pair_dir), BatchConfig(out_dir=out, method="crnn", weights=tiny_weights, jobs=1, executor="ray", progress=False))
     finally:
         ray.shutdown()
     assert {r.name: r.status for r in res} == {"a": "done", "b": "done", "c": "failed"}

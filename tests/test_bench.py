@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import notes_from_rows, write_case
-from midialign.bench import run_bench
-from midialign.notes import Notes, read_midi
+from midialign.evaluation.bench import run_bench
+from midialign.io.midi import read_midi
+from midialign.notes import Notes
 
 
 @pytest.fixture()
@@ -36,7 +37,7 @@ def stub_align(audio: Path, midi: Path, method: str) -> Notes:
 
 def test_run_bench_scores_methods_and_reports_failures(case_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_json, out_md = tmp_path / "r" / "results.json", tmp_path / "r" / "results.md"
-    res = run_bench([case_set], ["none", "shift", "broken"], stub_align, out_json, out_md)
+    res = run_bench([case_set], methods=["none", "shift", "broken"], align_fn=stub_align, out_json=out_json, out_md=out_md)
 
     s = res["sets"][str(case_set)]
     assert s["n_cases"] == 2
@@ -67,7 +68,7 @@ def test_run_bench_scores_methods_and_reports_failures(case_set: Path, tmp_path:
 
 
 def test_run_bench_accepts_a_single_case_dir(case_set: Path) -> None:
-    res = run_bench([case_set / "a"], ["none"], stub_align, None, None)
+    res = run_bench([case_set / "a"], methods=["none"], align_fn=stub_align)
     (s,) = res["sets"].values()
     assert s["n_cases"] == 1 and s["methods"]["none"]["onset_within_25ms"] == 1.0
 

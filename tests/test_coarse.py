@@ -6,8 +6,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from midialign.coarse import DTWConfig, dtw_path, warp_notes, warp_times
-from midialign.notes import InputError, Notes
+from midialign.config import DTWConfig
+
+from midialign.core.dtw import dtw_path, warp_notes, warp_times
+from midialign.errors import InputError
+from midialign.notes import Notes
 
 SR = 16000
 
@@ -135,7 +138,7 @@ def test_dtw_handles_half_speed_and_silence_at_both_ends() -> None:
 
 def test_dtw_uses_precomputed_cqt() -> None:
     from midialign.config import FeatureConfig
-    from midialign.features import compute_features
+    from midialign.core.features import compute_features
 
     notes = random_notes(2, 8.0)
     y = synth(notes, notes.end_time + 1.0)
@@ -164,11 +167,11 @@ def test_dtw_places_the_last_note_of_the_bundled_example() -> None:
     (with final_ring_s=0 it lands 981 ms late)."""
     from pathlib import Path
 
-    from midialign.notes import read_note_table
-    from midialign.pipeline import _load_inputs
+    from midialign.io.table import read_note_table
+    from midialign.aligner import load_inputs
 
     case = Path(__file__).resolve().parent.parent / "examples" / "prelude"
-    y, score = _load_inputs(case / "audio.flac", case / "input.mid", SR)
+    y, score = load_inputs(case / "audio.flac", case / "input.mid", sample_rate=SR)
     truth = read_note_table(case / "reference.tsv", keep_order=True)
     out = warp_notes(score, dtw_path(y, SR, score, SYNTH_CFG))
     err = np.abs(out.onsets - truth.onsets)

@@ -1,4 +1,4 @@
-"""Data, augmentation, rendering and case tests on tiny synthetic data (never ../shared)."""
+"""Data, augmentation and case tests on tiny synthetic data (never ../shared)."""
 from __future__ import annotations
 
 import gzip
@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from midialign.augment import (MIN_DURATION_S, apply_jitter, apply_timing, clip_notes, draw_jitter, draw_timing,
-                               draw_warp, segment_bounds, warp_times)
-from midialign.config import AugmentConfig
-from midialign.notes import Notes, read_midi, read_note_table
+from midialign.config import MIN_NOTE_S, AugmentConfig
+from midialign.io.midi import read_midi
+from midialign.io.table import read_note_table
+from midialign.notes import Notes
+from midialign.training.augment import apply_jitter, apply_timing, clip_notes, draw_jitter, draw_timing, draw_warp, warp_by_knots
 
 SR = 16000
 
@@ -31,10 +32,10 @@ def test_jitter_within_bounds_and_offset_rule(jitter: float) -> None:
     on_j, off_j = draw_jitter(len(notes), jitter, rng)
     loose = apply_jitter(notes, on_j, off_j)
     assert np.all(np.abs(loose.onsets - notes.onsets) <= jitter + 1e-12)
-    assert np.all(loose.offsets >= loose.onsets + MIN_DURATION_S - 1e-12)
+    assert np.all(loose.offsets >= loose.onsets + MIN_NOTE_S - 1e-12)
     # An offset moves by at most J unless the offset rule pushed it later.
     moved = loose.offsets - notes.offsets
-    pushed = np.isclose(loose.offsets, loose.onsets + MIN_DURATION_S)
+    pushed = np.isclose(loose.offsets, loose.onsets + MIN_NOTE_S)
     assert np.all((np.abs(moved) <= jitter + 1e-12) | pushed)
 
 
@@ -43,7 +44,7 @@ def test_warp_is_monotone() -> None:
     for _ in range(20):
         kt, kdt = draw_warp(60.0, 0.2, 4.0, rng)
         t = np.linspace(-1.0, 61.0, 20001)
-        w = warp_times(t, kt, kdt)
+        w = warp_by_knots(t, kt, kdt)
         assert np.all(np.diff(w) > 0)
         assert np.all(np.abs(w - t) <= 0.2 + 1e-9)
 
@@ -52,9 +53,7 @@ def test_segments_clip_input_and_target_consistently() -> None:
     rng = np.random.default_rng(2)
     notes = random_notes(rng, 300, 60.0)
     duration = 60.0
-    bounds = segment_bounds(notes, duration, 10.0)
-    assert bounds[0][0] == 0.0 and bounds[-1][1] == duration
-    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    bounds = [(s, s + 10.0) for s in np.arange(0.0, duration, 10.0)]
     cfg = AugmentConfig(p_extra=0.0)
     total = 0.0
     for start, end in bounds:
@@ -80,57 +79,6 @@ def test_same_seed_same_augmentation() -> None:
     assert len(a) != len(c) or not np.array_equal(a.intervals, c.intervals)
 
 
-# ---------------------------------------------------------------- rendering
-
-fluidsynth = pytest.importorskip("fluidsynth", reason="rendering needs pyfluidsynth + libfluidsynth3")
-
-from midialign import render  # noqa: E402
-
-FONTS = ["timgm6mb", "fluidr3mono", "musescore_lite", "csound_gm"]
-
-
-def _font(name: str) -> Path:
-    fonts = render.available_soundfonts()
-    if name not in fonts:
-        if name == "timgm6mb":
-            pytest.fail("pretty_midi's TimGM6mb.sf2 must be available")
-        pytest.skip(f"soundfont {name} not installed")
-    return fonts[name]
-
-
-def test_render_honours_pedal() -> None:
-    sf = _font("timgm6mb")
-    note = (np.array([[0.2, 0.35]]), np.array([60]), np.array([90]))
-    dry = render.render_notes(Notes(*note), sf, SR, duration_s=2.0)
-    ped = render.render_notes(Notes(*note, pedal=np.array([[0.0, 127.0], [1.8, 0.0]])), sf, SR, duration_s=2.0)
-    rms = lambda y: float(np.sqrt(np.mean(y[int(0.9 * SR):int(1.5 * SR)] ** 2)))  # noqa: E731
-    # Outputs are peak-normalised alike (same attack), so the tails compare directly.
-    assert rms(ped) > 10 * rms(dry)
-
-
-@pytest.mark.parametrize("name", FONTS)
-def test_attack_within_5ms(name: str) -> None:
-    sf = _font(name)
-    onsets = [0.3, 1.1, 1.9, 2.7]
-    for pitch, on in zip((48, 60, 72, 84), onsets):
-        y = render.render_notes(Notes(np.array([[on, on + 0.3]]), np.array([pitch]), np.array([80])), sf, SR, duration_s=on + 0.6)
-        err = render.detect_attack(y, SR) - on
-        assert abs(err) <= 0.005, f"{name} pitch {pitch}: attack {err * 1000:.1f} ms off"
-
-
-def test_render_and_effects_deterministic() -> None:
-    sf = _font("timgm6mb")
-    notes = random_notes(np.random.default_rng(4), 20, 4.0)
-    a = render.render_notes(notes, sf, SR)
-    b = render.render_notes(notes, sf, SR)
-    assert np.array_equal(a, b)
-    fx = render.draw_effects(np.random.default_rng(5))
-    assert fx == render.draw_effects(np.random.default_rng(5))
-    assert render.EffectParams.from_json(json.loads(fx.dumps())) == fx
-    ya, yb = render.apply_effects(a, SR, fx), render.apply_effects(a, SR, fx)
-    assert np.array_equal(ya, yb) and ya.dtype == np.float32 and len(ya) == len(a)
-
-
 # ---------------------------------------------------------------- held-out rule
 
 def _fake_maps(root: Path, train_pieces: list[str], reserved: list[str]) -> None:
@@ -153,7 +101,8 @@ def _fake_maps(root: Path, train_pieces: list[str], reserved: list[str]) -> None
 
 
 def test_reserved_maps_pieces_refused(tmp_path: Path) -> None:
-    from midialign.data import ReservedPieceError, maps_pieces
+    from midialign.errors import ReservedPieceError
+    from midialign.training.data import maps_pieces
 
     ok = tmp_path / "ok"
     _fake_maps(ok, ["bach_846"], ["chpn-p14"])
@@ -170,8 +119,8 @@ def test_reserved_maps_pieces_refused(tmp_path: Path) -> None:
 
 
 def test_excluded_asap_folders_refused(tmp_path: Path) -> None:
-    from midialign import asap
-    from midialign.data import ReservedPieceError
+    from midialign.training import asap
+    from midialign.errors import ReservedPieceError
 
     for folder in ("Mozart/Piano_Sonatas/11-3", "Beethoven/Piano_Sonatas/21-1_no_repeat", "Schumann/Kreisleriana/3_no_repeat",
                    "Liszt/Gran_Etudes_de_Paganini/6_Theme_and_Variations_repeat", "Chopin/Etudes_op_10/1"):
@@ -191,7 +140,7 @@ def test_excluded_asap_folders_refused(tmp_path: Path) -> None:
 def test_asap_indexing_and_alignment(tmp_path: Path) -> None:
     import mido
 
-    from midialign import asap
+    from midialign.training import asap
 
     mf = mido.MidiFile(ticks_per_beat=480)
     tr = mido.MidiTrack()
@@ -220,7 +169,7 @@ def test_asap_indexing_and_alignment(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- cases
 
 def test_midi_round_trip_keeps_reference_rows(tmp_path: Path) -> None:
-    from midialign.cases import write_case_notes
+    from midialign.evaluation.make_cases import write_case_notes
 
     rng = np.random.default_rng(6)
     n = 300
@@ -231,7 +180,7 @@ def test_midi_round_trip_keeps_reference_rows(tmp_path: Path) -> None:
     inp = Notes(iv, pitches, rng.integers(1, 128, n))
     ref = iv + 1000.0 + np.arange(n)[:, None] * 1e-3  # encodes the input index
     ref[::7] = np.nan
-    stats = write_case_notes(tmp_path, inp, ref, inp.velocities)
+    stats = write_case_notes(tmp_path, inp, ref_intervals=ref, ref_velocities=inp.velocities)
     back = read_midi(tmp_path / "input.mid")
     table = read_note_table(tmp_path / "reference.tsv", keep_order=True)
     assert len(back) == len(table) == stats["n_input"] == n - stats["n_dropped_unrepresentable"]
@@ -244,20 +193,20 @@ def test_midi_round_trip_keeps_reference_rows(tmp_path: Path) -> None:
 
 
 def test_same_seed_same_case(tmp_path: Path) -> None:
-    from midialign.cases import build_maps_case
-    from midialign.data import maps_pieces
-    from midialign.metrics import load_case
+    from midialign.evaluation.make_cases import build_maps_case
+    from midialign.training.data import maps_pieces
+    from midialign.evaluation.cases import load_case
 
     root = tmp_path / "maps"
     _fake_maps(root, ["bach_846"], ["chpn-p14"])
     piece = maps_pieces(root, "val")[0]
     metas = []
     for out in ("a", "b"):
-        metas.append(build_maps_case(piece, "maps_am_tempo", tmp_path / out, seed=3))
+        metas.append(build_maps_case(piece, "maps_am_tempo", out_dir=tmp_path / out, seed=3))
     da, db = (tmp_path / o / "maps_am_tempo" / metas[0]["case"] for o in ("a", "b"))
     for f in ("input.mid", "reference.tsv", "meta.json", "audio.flac"):
         assert (da / f).read_bytes() == (db / f).read_bytes()
-    other = build_maps_case(piece, "maps_am_tempo", tmp_path / "c", seed=4)
+    other = build_maps_case(piece, "maps_am_tempo", out_dir=tmp_path / "c", seed=4)
     assert other["tempo_factor"] != metas[0]["tempo_factor"]
     case = load_case(da)
     inp, ref, meta = case.input_notes, case.reference, case.meta
@@ -265,5 +214,5 @@ def test_same_seed_same_case(tmp_path: Path) -> None:
     assert np.all(np.abs(inp.onsets / meta["tempo_factor"] - ref.onsets) <= 0.05 + 1e-3)
     # Resuming leaves a finished case alone.
     mtime = (da / "input.mid").stat().st_mtime_ns
-    build_maps_case(piece, "maps_am_tempo", tmp_path / "a", seed=3)
+    build_maps_case(piece, "maps_am_tempo", out_dir=tmp_path / "a", seed=3)
     assert (da / "input.mid").stat().st_mtime_ns == mtime

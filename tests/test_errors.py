@@ -10,7 +10,7 @@ import soundfile as sf
 
 from conftest import SR, TinyPair, synth
 from midialign.cli import main
-from midialign.notes import read_midi
+from midialign.io.midi import read_midi
 
 
 def run_align(capsys: pytest.CaptureFixture[str], audio: Path, midi: Path, out: Path, *extra: str) -> tuple[int, str]:

@@ -5,9 +5,14 @@ import pytest
 import soundfile as sf
 
 from midialign.config import FeatureConfig
-from midialign.features import compute_features, load_audio
-from midialign.notes import InputError, Notes, read_midi, read_note_table, read_notes, write_midi, write_note_table
-from midialign.roll import notes_to_roll, pad_pair, roll_to_notes
+from midialign.core.features import compute_features
+from midialign.io.audio import load_audio
+from midialign.errors import InputError
+from midialign.io.midi import read_midi, write_midi
+from midialign.io.reader import read_notes
+from midialign.io.table import read_note_table, write_note_table
+from midialign.notes import Notes
+from midialign.core.roll import notes_to_roll
 
 
 def _notes() -> Notes:
@@ -76,17 +81,6 @@ def test_roll_gap_exactly_where_a_note_is_restruck():
     assert row62[20:40].all() and not row62[40:60].any() and row62[60:80].all()
     # No gap anywhere else: the roll has exactly one zero inside the union of 60's notes.
     assert (row[50:150] == 0).sum() == 1
-
-
-def test_roll_to_notes_inverts_roll():
-    notes = Notes([[0.5, 1.0], [1.0, 1.5], [0.2, 0.4]], [60, 60, 62], [64] * 3)
-    back = roll_to_notes(notes_to_roll(notes, 100), 100)
-    assert [(p, round(on, 2), round(off, 2)) for p, on, off, _ in back] == [(62, 0.2, 0.4), (60, 0.5, 0.99), (60, 1.0, 1.5)]
-
-
-def test_pad_pair():
-    a, b = pad_pair(np.ones((88, 3)), np.ones((88, 5)))
-    assert a.shape == b.shape == (88, 5) and a[:, 3:].sum() == 0
 
 
 @pytest.mark.parametrize("kind", ["cqt", "mel"])

@@ -8,15 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import notes_from_rows, write_case
-from midialign.metrics import (
-    NoteErrors,
-    absolute_errors,
-    load_case,
-    pair_notes,
-    score_case,
-    score_errors,
-)
-from midialign.notes import InputError, read_midi, write_midi
+from midialign.evaluation.cases import load_case, score_case
+from midialign.evaluation.metrics import absolute_errors, NoteErrors, pair_notes, score_errors
+from midialign.errors import InputError
+from midialign.io.midi import read_midi, write_midi
 
 
 # ---------------------------------------------------------------- errors and scores

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import SR, TinyPair, synth
 from midialign.cli import main
-from midialign.notes import InputError, read_midi
+from midialign.errors import InputError
+from midialign.io.midi import read_midi
 
 SCORE_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE score-partwise PUBLIC "-//Recordare//DTD MusicXML 3.1 Partwise//EN" "http://www.musicxml.org/dtds/partwise.dtd">
@@ -98,13 +99,13 @@ def test_plot_default_range_with_dtw(tiny_pair: TinyPair, tmp_path: Path) -> Non
 
 
 def test_match_file_from_a_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from midialign.outputs import import_partitura
+    from midialign.io.score import import_partitura
 
     try:
         pt = import_partitura()
     except InputError:
         pytest.skip("partitura not installed")
-    from midialign.notes import read_score
+    from midialign.io.score import read_score
 
     score = tmp_path / "score.musicxml"
     score.write_text(SCORE_XML)
@@ -159,12 +160,11 @@ def test_bad_plot_range(tiny_pair: TinyPair, tmp_path: Path, capsys: pytest.Capt
 
 
 def test_plot_without_matplotlib_is_a_clear_error(tiny_pair: TinyPair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from midialign.outputs import check_outputs
+    from midialign.plot import import_matplotlib
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    args = argparse.Namespace(audio=str(tiny_pair.audio), midi=str(tiny_pair.midi), output=str(tmp_path / "a.mid"), plot=str(tmp_path / "p.png"), plot_range=None)
     with pytest.raises(InputError, match="--plot needs matplotlib"):
-        check_outputs(args)
+        import_matplotlib()
 
 
 def test_midi_output_keeps_identity_with_method_none(tiny_pair: TinyPair, tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ import torch
 import midialign
 from midialign.cli import build_parser
 from midialign.config import FeatureConfig, InferenceConfig, ModelConfig
-from midialign.model import LoadedModel
+from midialign.aligner import Aligner, align
+from midialign.core.network import LoadedModel
+from midialign.core.refiner import refine
 from midialign.notes import Notes
-from midialign.pipeline import _refine, align
 
 
 class FixedRoll(torch.nn.Module):
@@ -43,7 +44,8 @@ def test_unconfident_notes_keep_their_dtw_time():
     prob[64 - 21, 224:260] = 0.5  # just at threshold and 240 ms away: low confidence
     prob[64 - 21, 374:400] = 0.5  # the same, with no confident note within 1 s
     cfg = InferenceConfig(min_confidence=0.3, passes=2)  # recentring happens between passes
-    out, moved, conf = _refine(notes, np.zeros((88, 500), np.float32), FeatureConfig(), _loaded(prob), cfg, {}, keep_low_confidence=True)
+    r = refine(notes, np.zeros((88, 500), np.float32), model=_loaded(prob), inference=cfg, keep_low_confidence=True)
+    out, moved, conf = r.notes, r.moved, r.confidence
     assert moved.tolist() == [True, False, False]
     assert abs(out.onsets[0] - 1.03) < 0.006
     assert abs(out.onsets[1] - 2.03) < 0.006 and conf[1] < cfg.min_confidence
@@ -55,8 +57,8 @@ def test_a_second_pass_starts_from_the_first():
     notes = Notes([[1.00, 1.40]], [60], [64])
     prob = np.zeros((88, 400), np.float32)
     prob[60 - 21, 103:140] = 0.95
-    timings: dict = {}
-    out, moved, conf = _refine(notes, np.zeros((88, 400), np.float32), FeatureConfig(), _loaded(prob), InferenceConfig(passes=2), timings, keep_low_confidence=True)
+    r = refine(notes, np.zeros((88, 400), np.float32), model=_loaded(prob), inference=InferenceConfig(passes=2), keep_low_confidence=True)
+    out, moved, conf = r.notes, r.moved, r.confidence
     assert moved.tolist() == [True] and abs(out.onsets[0] - 1.03) < 0.006
     assert conf[0] > 0.9  # the last pass found it without moving it
     with pytest.raises(ValueError, match="passes"):
@@ -66,7 +68,7 @@ def test_a_second_pass_starts_from_the_first():
 def test_dtw_plus_crnn_equals_dtw_where_the_network_finds_nothing(tiny_pair):
     silent_net = _loaded(np.zeros((88, 2000), np.float32))
     dtw = align(tiny_pair.audio, tiny_pair.midi, method="dtw")
-    both = align(tiny_pair.audio, tiny_pair.midi, method="dtw+crnn", model=silent_net)
+    both = Aligner(model=silent_net).align(tiny_pair.audio, tiny_pair.midi, method="dtw+crnn")
     np.testing.assert_array_equal(both.notes.intervals, dtw.notes.intervals)
     assert not both.moved.any()
     assert both.path is not None and both.path.shape[1] == 2

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from midialign.model import default_weights_path, file_sha256, load_model
-from midialign.notes import read_note_table
+from midialign.core.network import default_weights_path, file_sha256, load_model
+from midialign.io.table import read_note_table
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "prelude"
@@ -26,7 +26,7 @@ def test_shipped_weights_load_strictly():
 
 def test_golden_regression_on_the_bundled_example():
     """Regenerate with: python tests/test_shipped.py (only when the shipped model changes on purpose)."""
-    from midialign.pipeline import align
+    from midialign.aligner import align
 
     result = align(EXAMPLE / "audio.flac", EXAMPLE / "input.mid")
     golden = read_note_table(GOLDEN, keep_order=True)
@@ -35,8 +35,8 @@ def test_golden_regression_on_the_bundled_example():
 
 
 if __name__ == "__main__":
-    from midialign.notes import write_note_table
-    from midialign.pipeline import align
+    from midialign.io.table import write_note_table
+    from midialign.aligner import align
 
     write_note_table(align(EXAMPLE / "audio.flac", EXAMPLE / "input.mid").notes, GOLDEN)
     print(f"wrote {GOLDEN}")

@@ -13,6 +13,21 @@ PITCH_MIN = 21  # A0
 PITCH_MAX = 108  # C8
 N_KEYS = PITCH_MAX - PITCH_MIN + 1  # 88
 A0_HZ = 27.5
+# Shortest note any stage writes: an offset stays at least this far after its onset.
+MIN_NOTE_S = 0.01
+# features.normalise compresses magnitudes x (peak 1) to log1p(LOG_GAIN x) / log1p(LOG_GAIN).
+LOG_GAIN = 100.0
+
+METHODS = ("none", "dtw", "crnn", "dtw+crnn")
+DEFAULT_METHOD = "dtw+crnn"
+# The shipped model, a file in the package's weights/ folder.
+DEFAULT_WEIGHTS = "default.pt"
+
+# File types, by lower-case suffix.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm")
+MIDI_SUFFIXES = (".mid", ".midi", ".kar")
+TABLE_SUFFIXES = (".tsv", ".csv", ".txt")
+SCORE_SUFFIXES = (".musicxml", ".xml", ".mxl", ".mei", ".krn")
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,56 @@ class InferenceConfig:
             raise ValueError(f"passes must be at least 1, got {self.passes}")
         if self.offsets not in ("roll", "input"):
             raise ValueError(f"offsets must be 'roll' or 'input', got {self.offsets!r}")
+
+
+@dataclass(frozen=True)
+class DTWConfig:
+    """Knobs of the global DTW stage. Defaults start from synctoolbox's audio-score examples; the
+    comments say where they depart from them and what that measured."""
+
+    # 10 ms frames: at 50 the finest DTW level moves onsets in 20 ms steps (asap_score: 77 % vs 81 %
+    # within 50 ms, alpha and onset shift as before).
+    feature_rate: int = 100
+    audio_features: Literal["cqt", "synctoolbox"] = "cqt"
+    # Diagonal steps cost 2.0 vs 1.5+1.5 for the detour, so mild diagonal preference.
+    step_weights: tuple[float, float, float] = (1.5, 1.5, 2.0)
+    # Max cells of one DTW sub-rectangle; bounds memory (float64: 8 MB) for any piece length.
+    threshold_rec: int = 10**6
+    # Coarse levels at 1, 2 and 10 frames/s, then the input rate.
+    win_len_smooth: tuple[int, ...] = (201, 101, 21, 1)
+    downsamp_smooth: tuple[int, ...] = (100, 50, 10, 1)
+    # Weight of chroma vs DLNCO onset cost at the finest level (synctoolbox uses 0.5). Onsets fix
+    # the timing, chroma keeps the path on the right notes: 0.3 puts 1.1 % of asap_score notes
+    # more than 250 ms off, vs 2.3 % at 0.15 and 1.2 % at 0.5.
+    alpha: float = 0.3
+    # Silence added to both sequences at both ends, so a late-starting recording
+    # matches silence against silence instead of stretching the first note.
+    pad_s: float = 1.0
+    # The MIDI's final sonority (notes sounding at its last onset) rings this much longer in its
+    # chroma. A recording rings on after the written end; without this, DTW may stretch the
+    # chord before the last note over that tail and put the last note ~1 s late.
+    final_ring_s: float = 1.0
+    # "cqt" front end: onset peak picking on the per-pitch log-CQT flux.
+    onset_threshold: float = 0.1  # minimum flux (log-CQT units, 0-1 scale)
+    onset_rel_threshold: float = 0.4  # fraction of the pitch's local (2 s) max flux
+    # Added to flux-peak times. 0: on the synthetic MAPS training audio the peaks sit on the
+    # annotated onsets (median -0.5 ms), the convention the refiner is trained to. (The real
+    # ENSTDkAm recordings sound 17 ms after their annotations; see README "Timing convention".)
+    onset_shift_s: float = 0.0
+    # "synctoolbox" front end.
+    reference_sample_rate: int = 22050
+    # Constant correction added to warped times.
+    bias_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.audio_features not in ("cqt", "synctoolbox"):
+            raise ValueError(f"unknown audio_features {self.audio_features!r}")
+        if self.feature_rate <= 0:
+            raise ValueError("feature_rate must be positive")
+        if len(self.win_len_smooth) != len(self.downsamp_smooth):
+            raise ValueError("win_len_smooth and downsamp_smooth differ in length")
+        if self.downsamp_smooth[-1] != 1 or self.win_len_smooth[-1] != 1:
+            raise ValueError("the last DTW level must run at the input feature rate (1, 1)")
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import N_KEYS, FeatureConfig, InferenceConfig, ModelConfig, config_from_dict, config_to_dict
+from ..config import DEFAULT_WEIGHTS, N_KEYS, FeatureConfig, InferenceConfig, ModelConfig, config_from_dict, config_to_dict
+from ..errors import InputError
+from ..io.atomic import atomic_write_bytes
 
 FORMAT_VERSION = 1
-DEFAULT_WEIGHTS = "default.pt"
 
 
 class ConvStrand(nn.Module):
@@ -121,9 +122,8 @@ class LoadedModel:
     sha256: str
 
 
-def save_checkpoint(path: str | Path, model: CRNN, feature_cfg: FeatureConfig, extra: dict | None = None) -> None:
+def save_checkpoint(path: str | Path, model: CRNN, *, feature_cfg: FeatureConfig, extra: dict | None = None) -> None:
     """Plain tensors and dicts only: loadable with weights_only=True."""
-    from .notes import atomic_write_bytes
     import io
 
     payload = {
@@ -147,16 +147,27 @@ def default_weights_path() -> Path:
 
 
 def load_model(path: str | Path | None = None) -> LoadedModel:
+    """A checkpoint {format_version, configs, state_dict} (weights_only, strict); None loads the shipped model.
+
+    Raises InputError naming the file when it is missing, unreadable or of another format.
+    """
     path = Path(path) if path is not None else default_weights_path()
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: model weights not found")
-    payload = torch.load(str(path), map_location="cpu", weights_only=True)
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported checkpoint format {payload.get('format_version')!r}")
-    model_cfg = config_from_dict(ModelConfig, payload["configs"]["model"])
-    feature_cfg = config_from_dict(FeatureConfig, payload["configs"]["features"])
-    model = CRNN(model_cfg)
-    model.load_state_dict(payload["state_dict"], strict=True)
+        raise InputError(f"{path}: model weights not found")
+    try:
+        payload = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
+        raise InputError(f"{path}: not a midialign checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+        found = payload.get("format_version") if isinstance(payload, dict) else type(payload).__name__
+        raise InputError(f"{path}: unsupported checkpoint format {found!r} (expected format_version {FORMAT_VERSION})")
+    try:
+        model_cfg = config_from_dict(ModelConfig, payload["configs"]["model"])
+        feature_cfg = config_from_dict(FeatureConfig, payload["configs"]["features"])
+        model = CRNN(model_cfg)
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(f"{path}: checkpoint does not match its configs ({' '.join(str(exc).split())[:300]})") from None
     model.eval()
     return LoadedModel(model, model_cfg, feature_cfg, file_sha256(path))
 
@@ -174,7 +185,7 @@ def _window_weight(n: int, fade: int) -> np.ndarray:
 
 
 @torch.inference_mode()
-def predict_probs(model: CRNN, roll: np.ndarray, feats: np.ndarray, fps: int, cfg: InferenceConfig) -> np.ndarray:
+def predict_probs(model: CRNN, roll: np.ndarray, feats: np.ndarray, *, fps: int, cfg: InferenceConfig) -> np.ndarray:
     """Probabilities (C, 88, T) for a whole piece from overlapping windows, cross-faded.
 
     C is ``model.n_outputs``: the frame roll, then the onset roll if the model has one.

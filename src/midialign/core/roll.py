@@ -1,4 +1,4 @@
-"""Binary piano rolls (88 x frames) and their conversion back to notes.
+"""Binary and soft piano rolls (88 x frames), and reading times back from probability rolls.
 
 Frame k is centred on time k / fps. A note covers frames
 [round(onset*fps), round(offset*fps)), at least one frame.
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import N_KEYS, PITCH_MIN
-from .notes import Notes
+from ..config import N_KEYS, PITCH_MIN
+from ..notes import Notes
 
 
 def time_to_frame(t: np.ndarray | float, fps: float) -> np.ndarray:
@@ -51,7 +51,7 @@ def onset_roll(notes: Notes, fps: float, n_frames: int, half_width: float = 1.5)
     """Soft onset targets (88, n_frames): a triangle of half_width frames around each exact onset.
 
     The triangle keeps the sub-frame onset time in the values either side of
-    the peak, which the peak interpolation in refine.detect_onsets reads back.
+    the peak, which the peak interpolation in decode.onset_peaks reads back.
     """
     roll = np.zeros((N_KEYS, n_frames), dtype=np.float32)
     valid = np.isfinite(notes.onsets)
@@ -75,22 +75,6 @@ def active_segments(prob: np.ndarray, threshold: float):
             yield int(key), int(s), int(e)
 
 
-def roll_to_notes(prob: np.ndarray, fps: float, threshold: float = 0.5, min_frames: int = 1) -> list[tuple[int, float, float, float]]:
-    """Segment a (88, T) probability roll into notes per pitch.
-
-    Returns (pitch, onset s, offset s, mean probability) with onsets refined
-    to sub-frame precision by linear interpolation of the threshold crossing.
-    """
-    out: list[tuple[int, float, float, float]] = []
-    for key, s, e in active_segments(prob, threshold):
-        if e - s >= min_frames:
-            row = prob[key]
-            on, off = crossing_frame(row, s, threshold), crossing_frame(row, e, threshold)
-            out.append((key + PITCH_MIN, on / fps, off / fps, float(row[s:e].mean())))
-    out.sort(key=lambda n: (n[1], n[0]))
-    return out
-
-
 def crossing_frame(row: np.ndarray, k: int, threshold: float) -> float:
     """Fractional frame of the threshold crossing between frames k-1 and k.
 
@@ -104,10 +88,3 @@ def crossing_frame(row: np.ndarray, k: int, threshold: float) -> float:
         return float(k)
     frac = (threshold - a) / (b - a)
     return float(k - 0.5 + np.clip(frac, 0.0, 1.0))
-
-
-def pad_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-pad two (88, T) matrices to the longer length."""
-    n = max(a.shape[-1], b.shape[-1])
-    pad = lambda x: np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
-    return pad(a), pad(b)

@@ -2,9 +2,9 @@
 
 A case folder holds
   audio.flac      16 kHz mono
-  input.mid       written with notes.write_midi
+  input.mid       written with io.midi.write_midi
   reference.tsv   row i = true onset/offset/pitch/velocity of input note i, input
-                  notes in the canonical order that notes.read_midi gives back;
+                  notes in the canonical order that io.midi.read_midi gives back;
                   onset/offset nan for a note that is not played in the audio
   meta.json       source, seeds, augmentation parameters (written last: a case
                   with meta.json is finished, so builds resume)
@@ -24,13 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .notes import Notes, atomic_write_text, read_midi, read_note_table, write_midi, write_note_table
+from ..config import MIN_NOTE_S
+from ..io.atomic import atomic_write_text
+from ..io.midi import read_midi, write_midi
+from ..io.table import read_note_table, write_note_table
+from ..notes import Notes
 
 log = logging.getLogger("midialign")
 
 SETS = ("maps_am_jitter50", "maps_am_jitter100", "maps_am_tempo", "asap_score")
 SAMPLE_RATE = 16000
-MIN_DURATION_S = 0.01
 SAME_KEY_GAP_S = 0.002  # a repeated key is released this long before it is struck again
 ROUND_TRIP_TOL_S = 0.001  # MIDI ticks are 0.26 ms; anything more is a bug
 
@@ -78,7 +81,7 @@ def midi_safe(intervals: np.ndarray, pitches: np.ndarray) -> tuple[np.ndarray, n
     """
     iv = np.array(intervals, dtype=np.float64)
     iv[:, 0] = np.maximum(iv[:, 0], 0.0)
-    iv[:, 1] = np.maximum(iv[:, 1], iv[:, 0] + MIN_DURATION_S)
+    iv[:, 1] = np.maximum(iv[:, 1], iv[:, 0] + MIN_NOTE_S)
     keep = np.ones(len(iv), dtype=bool)
     for p in np.unique(pitches):
         idx = np.flatnonzero(pitches == p)
@@ -86,7 +89,7 @@ def midi_safe(intervals: np.ndarray, pitches: np.ndarray) -> tuple[np.ndarray, n
         prev = -1
         for i in idx:
             if prev >= 0:
-                if iv[i, 0] - iv[prev, 0] < MIN_DURATION_S + SAME_KEY_GAP_S:
+                if iv[i, 0] - iv[prev, 0] < MIN_NOTE_S + SAME_KEY_GAP_S:
                     keep[i] = False
                     continue
                 iv[prev, 1] = min(iv[prev, 1], iv[i, 0] - SAME_KEY_GAP_S)
@@ -94,7 +97,7 @@ def midi_safe(intervals: np.ndarray, pitches: np.ndarray) -> tuple[np.ndarray, n
     return keep, iv
 
 
-def write_case_notes(case_dir: Path, inp: Notes, ref_intervals: np.ndarray, ref_velocities: np.ndarray) -> dict:
+def write_case_notes(case_dir: Path, inp: Notes, *, ref_intervals: np.ndarray, ref_velocities: np.ndarray) -> dict:
     """Write input.mid and reference.tsv; reference row i belongs to input note i (any order).
 
     Reads input.mid back and pairs read-back notes with the written ones (per
@@ -139,9 +142,9 @@ def _finish(case_dir: Path, meta: dict) -> None:
 
 # ---------------------------------------------------------------- MAPS sets
 
-def build_maps_case(piece, set_name: str, out_dir: Path, seed: int) -> dict:
+def build_maps_case(piece, set_name: str, *, out_dir: Path, seed: int) -> dict:
     """One MAPS val recording with a jittered (and optionally tempo-scaled) input."""
-    from .augment import apply_jitter, draw_jitter
+    from ..training.augment import apply_jitter, draw_jitter
 
     spec = MAPS_SETS[set_name]
     name = Path(piece.audio).stem
@@ -156,7 +159,7 @@ def build_maps_case(piece, set_name: str, out_dir: Path, seed: int) -> dict:
     loose = apply_jitter(truth, on_j, off_j)
     tempo = float(rng.uniform(1 - spec.tempo_range, 1 + spec.tempo_range)) if spec.tempo_range > 0 else 1.0
     loose = loose.with_times(loose.intervals * tempo)
-    stats = write_case_notes(case_dir, loose, truth.intervals, truth.velocities)
+    stats = write_case_notes(case_dir, loose, ref_intervals=truth.intervals, ref_velocities=truth.velocities)
     audio = case_dir / f"audio{Path(piece.audio).suffix}"
     tmp = audio.with_name(f".{audio.name}.tmp")
     shutil.copyfile(piece.audio, tmp)
@@ -168,7 +171,7 @@ def build_maps_case(piece, set_name: str, out_dir: Path, seed: int) -> dict:
         "set": set_name, "case": name, "source": piece.source, "piece": piece.piece_id,
         "audio_source": str(piece.audio), "annotation_source": str(piece.annotation),
         "seed": seed, "case_seed": cs, "jitter_s": spec.jitter_s, "tempo_factor": tempo,
-        "min_duration_s": MIN_DURATION_S, "duration_s": info.frames / info.samplerate,
+        "min_duration_s": MIN_NOTE_S, "duration_s": info.frames / info.samplerate,
         "n_notes": stats["n_input"], **stats,
     }
     _finish(case_dir, meta)
@@ -188,9 +191,9 @@ class AsapPlan:
     cropped: bool
 
 
-def plan_asap_case(stp, max_s: float = ASAP_MAX_S, crop_s: float = ASAP_CROP_S) -> AsapPlan:
+def plan_asap_case(stp, *, max_s: float = ASAP_MAX_S, crop_s: float = ASAP_CROP_S) -> AsapPlan:
     """Crop by score position so that audio and reference cover the same music."""
-    from .asap import piano_range
+    from ..training.asap import piano_range
 
     score, idx, pn = stp.score, stp.perf_index, stp.perf
     in_range = piano_range(score.pitch)
@@ -226,7 +229,7 @@ def plan_asap_case(stp, max_s: float = ASAP_MAX_S, crop_s: float = ASAP_CROP_S) 
 
 def select_asap(asap_root: Path, count: int, seed: int) -> list:
     """Deterministic choice: one performance per piece, composers in round robin."""
-    from .asap import list_performances
+    from ..training.asap import list_performances
 
     rng = np.random.default_rng(seed)
     perfs = [p for p in list_performances(asap_root) if p.robust and p.xml_score is not None and p.alignment is not None
@@ -249,8 +252,8 @@ def _asap_case_name(perf) -> str:
     return perf.key[:-4].replace("/", "__")
 
 
-def build_asap_case(perf, stp, out_dir: Path, seed: int, soundfont: Path, soundfont_name: str) -> dict:
-    from .render import apply_effects, draw_effects, render_notes
+def build_asap_case(perf, stp, *, out_dir: Path, seed: int, soundfont: Path, soundfont_name: str) -> dict:
+    from ..training.render import apply_effects, draw_effects, render_notes
 
     name = _asap_case_name(perf)
     case_dir = out_dir / "asap_score" / name
@@ -266,7 +269,7 @@ def build_asap_case(perf, stp, out_dir: Path, seed: int, soundfont: Path, soundf
     q0 = float(score.onset_q[inc].min())
     on = (score.onset_q[inc] - q0) * plan.sec_per_quarter
     dur = np.where(score.duration_q[inc] > 0, score.duration_q[inc] * plan.sec_per_quarter, ASAP_GRACE_S)
-    inp = Notes(np.stack([on, on + np.maximum(dur, MIN_DURATION_S)], 1), score.pitch[inc], np.full(len(inc), 64))
+    inp = Notes(np.stack([on, on + np.maximum(dur, MIN_NOTE_S)], 1), score.pitch[inc], np.full(len(inc), 64))
     k = idx[inc]
     played = k >= 0
     ref = np.full((len(inc), 2), np.nan)
@@ -274,17 +277,17 @@ def build_asap_case(perf, stp, out_dir: Path, seed: int, soundfont: Path, soundf
     ref[played, 1] = np.minimum(ref[played, 1], plan.duration_s)
     ref_v = np.full(len(inc), 64)
     ref_v[played] = pn[k[played], 3].astype(np.int64)
-    stats = write_case_notes(case_dir, inp, ref, ref_v)
+    stats = write_case_notes(case_dir, inp, ref_intervals=ref, ref_velocities=ref_v)
 
     # Audio: every performed note (insertions included) that starts before the cut.
-    from .asap import load_performance, piano_range
+    from ..training.asap import load_performance, piano_range
 
     pedal = load_performance(perf).pedal
     sel = (pn[:, 0] < plan.perf_end_s) & piano_range(pn[:, 2])
     perf_notes = Notes(pn[sel, :2], pn[sel, 2], pn[sel, 3], pedal[pedal[:, 0] < plan.duration_s] if len(pedal) else pedal)
     cs = case_seed(seed, "asap_score", name)
     fx = draw_effects(np.random.default_rng(cs), mild=True)
-    y = render_notes(perf_notes, soundfont, SAMPLE_RATE, duration_s=plan.duration_s)
+    y = render_notes(perf_notes, soundfont, sample_rate=SAMPLE_RATE, duration_s=plan.duration_s)
     n_fade = int(0.05 * SAMPLE_RATE)  # avoid a click where a crop cuts sounding notes
     y[-n_fade:] *= np.linspace(1, 0, n_fade, dtype=np.float32)
     y = apply_effects(y, SAMPLE_RATE, fx)
@@ -305,7 +308,7 @@ def build_asap_case(perf, stp, out_dir: Path, seed: int, soundfont: Path, soundf
 
 def _asap_selection(asap_root: Path, out_dir: Path, seed: int, count: int) -> list:
     """Choose (or reuse) the performances; writes used_performances.txt before any case is built."""
-    from .asap import list_performances, score_to_performance
+    from ..training.asap import list_performances, score_to_performance
 
     set_dir = out_dir / "asap_score"
     sel_path = set_dir / "selection.json"
@@ -343,7 +346,7 @@ def _asap_selection(asap_root: Path, out_dir: Path, seed: int, count: int) -> li
 
 # ---------------------------------------------------------------- driver
 
-def make_cases(maps_root: Path | None, asap_root: Path | None, out_dir: Path, sets: tuple[str, ...] = SETS,
+def make_cases(out_dir: Path, *, maps_root: Path | None = None, asap_root: Path | None = None, sets: tuple[str, ...] = SETS,
                seed: int = 0, asap_count: int = ASAP_COUNT, soundfont: str | None = None) -> dict[str, list[dict]]:
     """Build (or resume) the case sets; returns the meta of every case per set."""
     from tqdm import tqdm
@@ -357,7 +360,7 @@ def make_cases(maps_root: Path | None, asap_root: Path | None, out_dir: Path, se
     if maps_sets:
         if maps_root is None:
             raise ValueError(f"sets {maps_sets} need --maps")
-        from .data import maps_pieces
+        from ..training.data import maps_pieces
 
         pieces = maps_pieces(maps_root, "val")
         if not pieces:
@@ -367,7 +370,7 @@ def make_cases(maps_root: Path | None, asap_root: Path | None, out_dir: Path, se
     if "asap_score" in sets:
         if asap_root is None:
             raise ValueError("set asap_score needs --asap")
-        from .render import HELD_OUT_SOUNDFONT, available_soundfonts
+        from ..training.render import HELD_OUT_SOUNDFONT, available_soundfonts
 
         fonts = available_soundfonts()
         sf_name = soundfont or HELD_OUT_SOUNDFONT
@@ -383,11 +386,11 @@ def make_cases(maps_root: Path | None, asap_root: Path | None, out_dir: Path, se
             if is_finished(case_dir):
                 meta = json.loads((case_dir / "meta.json").read_text())
             else:
-                from .asap import score_to_performance
+                from ..training.asap import score_to_performance
 
-                meta = build_asap_case(item, score_to_performance(item), out_dir, seed, sf_path, sf_name)
+                meta = build_asap_case(item, score_to_performance(item), out_dir=out_dir, seed=seed, soundfont=sf_path, soundfont_name=sf_name)
         else:
-            meta = build_maps_case(item, set_name, out_dir, seed)
+            meta = build_maps_case(item, set_name, out_dir=out_dir, seed=seed)
         out[set_name].append(meta)
     return out
 

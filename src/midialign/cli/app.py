@@ -1,4 +1,5 @@
-"""The `midialign` command line. Heavy imports (torch, librosa) happen inside commands so --help is fast."""
+"""`midialign`: parse, run one command, turn input errors into one line. Heavy imports
+(torch, librosa) happen inside commands so --help is fast."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +11,7 @@ log = logging.getLogger("midialign")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(prog="midialign", description="Align a piano MIDI to its recording, note by note.")
     parser.add_argument("--version", action="version", version=f"midialign {__version__}")
@@ -44,11 +45,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
-    except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError) as exc:  # InputError is a ValueError
         if args.verbose:
             log.exception("failed")
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"midialign: error: {msg}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # disk full, permission denied while writing: the user's to fix
+        print(f"midialign: error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except Exception:
+        log.exception("unexpected error; this is a bug, please report it with this traceback")
         return 1
 
 

@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import PITCH_MAX, PITCH_MIN
-from .data import ReservedPieceError
-from .notes import Notes, read_midi, import_partitura
+from ..config import PITCH_MAX, PITCH_MIN
+from ..errors import ReservedPieceError
+from ..io.midi import read_midi
+from ..io.score import import_partitura
+from ..notes import Notes
 
 # ASAP folders dropped by the held-out rule (data README): Vienna 4x22,
 # Batik/Mozart and MAPS reserved pieces. Prefix match on folder paths.
@@ -167,7 +169,7 @@ def indexed_performance_notes(midi_path: str | Path) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Alignment:
+class NoteAlignment:
     """Parsed note_alignment.tsv.gz."""
 
     matches: dict[str, int]  # xml_id -> performance note index (first row wins on duplicates)
@@ -176,7 +178,7 @@ class Alignment:
     n_duplicates: int  # rows whose xml_id or midi_id was already used
 
 
-def read_alignment(path: str | Path) -> Alignment:
+def read_alignment(path: str | Path) -> NoteAlignment:
     """Matches / deletions / insertions; tolerates duplicate and missing rows."""
     path = Path(path)
     if not path.is_file():
@@ -207,7 +209,7 @@ def read_alignment(path: str | Path) -> Alignment:
                 matches[xml_id] = k
                 used_midi.add(k)
     # A note listed both as match and as deletion counts as matched.
-    return Alignment(matches, frozenset(deletions - matches.keys()), frozenset(insertions - used_midi), dup)
+    return NoteAlignment(matches, frozenset(deletions - matches.keys()), frozenset(insertions - used_midi), dup)
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import FeatureConfig, config_to_dict
-from .notes import Notes, atomic_write_text, read_note_table
+from ..config import FeatureConfig, config_from_dict, config_to_dict
+from ..errors import ReservedPieceError
+from ..io.atomic import atomic_write_text
+from ..io.table import read_note_table, write_note_table
+from ..notes import Notes
 
 # Aliases of reserved pieces that the reserved list does not name.
 RESERVED_ALIASES = frozenset({"chpn_op10_e01"})
-
-
-class ReservedPieceError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -56,15 +55,11 @@ def maps_pieces(maps_root: str | Path, split: str) -> list[Piece]:
     return out
 
 
-def check_not_reserved(piece_id: str, reserved: frozenset[str]) -> None:
-    if piece_id in reserved:
-        raise ReservedPieceError(f"piece {piece_id} is reserved (held out); it may not be used for training")
-
-
 # ---------------------------------------------------------------- feature cache
 
 def _cache_one(args: tuple[Piece, Path, FeatureConfig]) -> dict:
-    from .features import compute_features, load_audio
+    from ..core.features import compute_features
+    from ..io.audio import load_audio
 
     piece, out_dir, cfg = args
     stem = Path(piece.audio).stem
@@ -90,15 +85,26 @@ def _cache_one(args: tuple[Piece, Path, FeatureConfig]) -> dict:
     }
 
 
-def build_cache(pieces: list[Piece], out_dir: str | Path, cfg: FeatureConfig, jobs: int = 2) -> dict:
+def check_cache_config(out_dir: Path, cfg: FeatureConfig) -> None:
+    """Refuse to reuse a cache folder whose features were computed with another FeatureConfig."""
+    manifest = out_dir / "manifest.json"
+    if manifest.is_file():
+        have = config_from_dict(FeatureConfig, json.loads(manifest.read_text())["features"])
+        if have != cfg:
+            raise ValueError(f"{out_dir}: cached features were computed with {have}, not {cfg}; use another folder or delete it")
+
+
+def build_cache(pieces: list[Piece], out_dir: str | Path, cfg: FeatureConfig, *, jobs: int = 2) -> dict:
     """Compute float16 features per recording into out_dir with a manifest.
 
-    Resumable: recordings whose features exist are not recomputed.
+    Resumable: recordings whose features exist are not recomputed. A folder made with
+    another FeatureConfig is refused.
     """
     from tqdm import tqdm
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    check_cache_config(out, cfg)
     tasks = [(p, out, cfg) for p in pieces]
     if jobs > 1:
         with ProcessPoolExecutor(jobs) as ex:
@@ -117,8 +123,11 @@ class CachedRecording:
     notes: Notes
 
 
-def load_cache(cache_dir: str | Path) -> list[CachedRecording]:
+def load_cache(cache_dir: str | Path, *, feature_cfg: FeatureConfig | None = None) -> list[CachedRecording]:
+    """The recordings of a cache folder; with feature_cfg, refuse a cache computed with another."""
     cache = Path(cache_dir)
+    if feature_cfg is not None:
+        check_cache_config(cache, feature_cfg)
     manifest = json.loads((cache / "manifest.json").read_text())
     out = []
     for row in manifest["recordings"]:
@@ -161,9 +170,9 @@ def asap_training_performances(asap_root: str | Path, exclude_file: str | Path |
 
 
 def _render_one(args: tuple) -> dict:
+    from ..core.features import compute_features
     from .asap import load_performance
     from .augment import clip_notes
-    from .features import compute_features
     from .render import apply_effects, available_soundfonts, draw_effects, render_notes
 
     perf, out_dir, cfg, seed, max_s = args
@@ -179,12 +188,10 @@ def _render_one(args: tuple) -> dict:
         notes = clip_notes(notes, start, start + max_s)  # key-release offsets stay the ground truth
         notes = notes.subset(notes.onsets > 0) if len(notes) else notes
         effects = draw_effects(rng)
-        y = apply_effects(render_notes(notes, fonts[font], cfg.sample_rate), cfg.sample_rate, effects)
+        y = apply_effects(render_notes(notes, fonts[font], sample_rate=cfg.sample_rate), cfg.sample_rate, effects)
         feats = compute_features(y, cfg).astype(np.float16)
         np.save(out_dir / f"{stem}.tmp.npy", feats)
         (out_dir / f"{stem}.tmp.npy").rename(feat_path)
-        from .notes import write_note_table
-
         write_note_table(Notes(notes.intervals, notes.pitches, notes.velocities), tsv_path)
         atomic_write_text(meta_path, json.dumps({"soundfont": font, "effects": effects.to_json(), "seed": seed, "crop_s": [start, start + max_s]}))
     meta = json.loads(meta_path.read_text())
@@ -194,12 +201,13 @@ def _render_one(args: tuple) -> dict:
             "n_notes": sum(1 for _ in open(tsv_path)) - 1, **meta}
 
 
-def build_rendered_cache(perfs: list, out_dir: str | Path, cfg: FeatureConfig, seed: int, max_s: float = 180.0, jobs: int = 2) -> dict:
+def build_rendered_cache(perfs: list, out_dir: str | Path, cfg: FeatureConfig, *, seed: int, max_s: float = 180.0, jobs: int = 2) -> dict:
     """Render performances with training soundfonts and random effects, then cache features. Resumable."""
     from tqdm import tqdm
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    check_cache_config(out, cfg)
     tasks = [(p, out, cfg, seed * 100003 + i, max_s) for i, p in enumerate(perfs)]
     if jobs > 1:
         with ProcessPoolExecutor(jobs) as ex:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..config import DEFAULT_METHOD, METHODS
+
 log = logging.getLogger("midialign")
 
 
@@ -25,7 +27,7 @@ def _register_align(sub: argparse._SubParsersAction) -> None:
     p.add_argument("audio", help="recording: wav, flac, ogg, mp3, ...")
     p.add_argument("midi", help="MIDI, note table (.tsv/.csv) or score (.musicxml/.mei/.krn)")
     p.add_argument("-o", "--output", required=True, help="aligned MIDI to write")
-    p.add_argument("--method", default="dtw+crnn", choices=["none", "dtw", "crnn", "dtw+crnn"], help="default: dtw+crnn")
+    p.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS, help=f"default: {DEFAULT_METHOD}")
     p.add_argument("--csv", help="also write a per-note CSV table")
     p.add_argument("--sv", metavar="CSV", help="also write a Sonic Visualiser note layer (time,value,duration,level,label)")
     p.add_argument("--match", metavar="FILE", help="also write a match file (needs a score input and partitura)")
@@ -39,9 +41,33 @@ def _register_align(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_align(args: argparse.Namespace) -> int:
-    from .pipeline import align_cli
+    """Check every output, align, then write all outputs at once; never over an input."""
+    from pathlib import Path
 
-    return align_cli(args)
+    from ..io.writers import OutputPaths, check_outputs, write_outputs
+
+    opt = lambda value: Path(value) if value else None
+    paths = OutputPaths(midi=opt(args.output), csv=opt(args.csv), sv=opt(args.sv), match=opt(args.match), json=opt(args.json), plot=opt(args.plot))
+    check_outputs(paths, audio=args.audio, notes=args.midi)
+    from ..plot import DEFAULT_PLOT_SPAN_S, check_plot_range, import_matplotlib
+
+    plot_range = check_plot_range(*args.plot_range) if args.plot_range else (0.0, DEFAULT_PLOT_SPAN_S)
+    if args.plot:
+        import_matplotlib()
+
+    from ..aligner import Aligner
+    from ..config import InferenceConfig
+
+    result = Aligner(args.weights, inference=InferenceConfig(offsets=args.offsets)).align(args.audio, args.midi, method=args.method)
+    png = None
+    if args.plot:
+        from ..plot import plot_png
+
+        png = plot_png(result, args.audio, start=plot_range[0], end=plot_range[1])
+    write_outputs(result, paths, audio=args.audio, notes=args.midi, plot_png=png)
+    log.info("aligned %d notes with %s in %.2f s (%.0f%% moved) -> %s", len(result.notes), result.method,
+             result.timings.get("total", 0.0), 100 * result.share_moved, args.output)
+    return 0
 
 
 # ---------------------------------------------------------------- make-dataset / train
@@ -64,8 +90,8 @@ def _run_make_dataset(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from .config import FeatureConfig
-    from .data import asap_training_performances, build_cache, build_rendered_cache, maps_pieces
+    from ..config import FeatureConfig
+    from ..training.data import asap_training_performances, build_cache, build_rendered_cache, maps_pieces
 
     if args.maps is None and args.asap is None:
         raise ValueError("give --maps and/or --asap")
@@ -75,7 +101,7 @@ def _run_make_dataset(args: argparse.Namespace) -> int:
             raise ValueError(f"{exclude}: list of validation performances not found; run make-cases first so their pieces stay out of training")
         t0 = time.time()
         perfs = asap_training_performances(args.asap, exclude, args.asap_count, args.seed)
-        manifest = build_rendered_cache(perfs, Path(args.out) / "asap_train", FeatureConfig(), args.seed, args.asap_max_s, args.jobs)
+        manifest = build_rendered_cache(perfs, Path(args.out) / "asap_train", FeatureConfig(), seed=args.seed, max_s=args.asap_max_s, jobs=args.jobs)
         recs = manifest["recordings"]
         log.info("asap_train: %d performances, %.2f h, %d notes, %.0f s", len(recs), sum(r["duration_s"] for r in recs) / 3600, sum(r["n_notes"] for r in recs), time.time() - t0)
     for split in (args.splits.split(",") if args.maps else []):
@@ -105,7 +131,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .train import RECIPES, train
+    from ..training.train import RECIPES, train
 
     if args.recipe not in RECIPES:
         raise ValueError(f"unknown recipe {args.recipe!r}; choose from {sorted(RECIPES)}")
@@ -136,8 +162,10 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from .metrics import format_scores, load_case, score_case
-    from .notes import atomic_write_text, read_notes
+    from ..evaluation.cases import load_case, score_case
+    from ..evaluation.metrics import format_scores
+    from ..io.atomic import atomic_write_text
+    from ..io.reader import read_notes
 
     case = load_case(args.case_dir)
     scores = score_case(case, read_notes(args.estimate))
@@ -151,13 +179,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- bench
 
-_BENCH_METHODS = ("none", "dtw", "crnn", "dtw+crnn")
-
-
 def _register_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run alignment methods over case sets and tabulate the scores")
     p.add_argument("case_dirs", nargs="+", metavar="CASES_DIR", help="folder of case folders (or one case folder)")
-    p.add_argument("--methods", default=",".join(_BENCH_METHODS), help="comma-separated; default: all of " + ",".join(_BENCH_METHODS))
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated; default: all of " + ",".join(METHODS))
     p.add_argument("--out", required=True, help="results JSON to write")
     p.add_argument("--md", help="also write the Markdown tables here")
     p.add_argument("--weights", help="model checkpoint for crnn methods (default: the shipped model)")
@@ -167,21 +192,18 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
 def _run_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .bench import run_bench
-    from .notes import InputError, Notes
+    from ..errors import InputError
+    from ..evaluation.bench import run_bench
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in _BENCH_METHODS]
+    unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
-        raise InputError(f"--methods: unknown {unknown or args.methods!r}; choose from {','.join(_BENCH_METHODS)}")
-    weights = args.weights
+        raise InputError(f"--methods: unknown {unknown or args.methods!r}; choose from {','.join(METHODS)}")
+    from ..aligner import Aligner
 
-    def align_fn(audio: Path, midi: Path, method: str) -> Notes:
-        from .pipeline import align  # heavy (torch, librosa): only when a run starts
-
-        return align(audio, midi, method=method, weights=weights).notes
-
-    run_bench([Path(d) for d in args.case_dirs], methods, align_fn, Path(args.out), Path(args.md) if args.md else None)
+    aligner = Aligner(args.weights)
+    run_bench([Path(d) for d in args.case_dirs], methods=methods, align_fn=lambda audio, midi, method: aligner.align(audio, midi, method=method).notes,
+              out_json=Path(args.out), out_md=Path(args.md) if args.md else None)
     return 0
 
 
@@ -192,7 +214,7 @@ def _register_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("pairs", metavar="PAIRS.csv|DIR", help="CSV with columns audio,midi[,name] (paths relative to it), or a folder of audio files with same-stem MIDIs")
     p.add_argument("--out", required=True, help="output folder: <name>.mid, <name>.json, batch_summary.csv")
     p.add_argument("--jobs", type=int, default=1, help="parallel workers (default: 1)")
-    p.add_argument("--method", default="dtw+crnn", choices=["none", "dtw", "crnn", "dtw+crnn"], help="default: dtw+crnn")
+    p.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS, help=f"default: {DEFAULT_METHOD}")
     p.add_argument("--weights", help="model checkpoint (default: the shipped model)")
     p.add_argument("--executor", default="local", choices=["local", "ray"], help="local processes (default) or Ray (optional extra)")
     p.set_defaults(func=_run_batch)
@@ -204,7 +226,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     from .batch import SUMMARY_NAME, BatchConfig, find_pairs, format_table, run_batch
 
     pairs = find_pairs(args.pairs)
-    cfg = BatchConfig(Path(args.out), args.method, Path(args.weights) if args.weights else None, args.jobs, args.executor, progress=not args.quiet)
+    cfg = BatchConfig(out_dir=Path(args.out), method=args.method, weights=Path(args.weights) if args.weights else None,
+                      jobs=args.jobs, executor=args.executor, progress=not args.quiet)
     results = run_batch(pairs, cfg)
     if not args.quiet:
         print(format_table(results))  # the table the user asked for, on stdout
@@ -233,12 +256,12 @@ def _run_make_cases(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from .cases import make_cases, summarize
+    from ..evaluation.make_cases import make_cases, summarize
 
     sets = tuple(s.strip() for s in args.sets.split(",") if s.strip())
     t0 = time.time()
-    result = make_cases(Path(args.maps) if args.maps else None, Path(args.asap) if args.asap else None,
-                        Path(args.out), sets, args.seed, args.asap_count)
+    result = make_cases(Path(args.out), maps_root=Path(args.maps) if args.maps else None, asap_root=Path(args.asap) if args.asap else None,
+                        sets=sets, seed=args.seed, asap_count=args.asap_count)
     print(summarize(result))
     log.info("done in %.0f s", time.time() - t0)
     return 0

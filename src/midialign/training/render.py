@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .notes import Notes
+from ..notes import Notes
 
 SYNTH_SR = 44100
 BLOCK = 64  # FluidSynth applies events at block boundaries
@@ -169,10 +169,11 @@ def _events(notes: Notes, lead_in: float) -> list[tuple[int, int, int, int, int]
     return ev
 
 
-def render_notes(notes: Notes, soundfont: str | Path, sample_rate: int = 16000, duration_s: float | None = None) -> np.ndarray:
+def render_notes(notes: Notes, soundfont: str | Path, *, sample_rate: int = 16000, duration_s: float | None = None,
+                 lead_in_s: float | None = None) -> np.ndarray:
     """Mono float32 audio of notes (acoustic grand, program 0), sustain pedal honoured.
 
-    The soundfont's measured lead-in is compensated, so attacks land on the
+    The soundfont's measured lead-in (or lead_in_s) is compensated, so attacks land on the
     MIDI onsets. Length: duration_s if given, else the last event plus 1 s.
     Output is peak-normalised to 0.5. Deterministic.
     """
@@ -184,7 +185,7 @@ def render_notes(notes: Notes, soundfont: str | Path, sample_rate: int = 16000, 
         raise ValueError(f"{soundfont}: soundfont not found")
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    lead_in = lead_in_for(soundfont)
+    lead_in = lead_in_for(soundfont) if lead_in_s is None else lead_in_s
     events = _events(notes, lead_in)
     end_s = duration_s if duration_s is not None else (max([notes.end_time] + [float(t) for t in notes.pedal[:, 0]]) + TAIL_S)
     n_out = int(round(end_s * SYNTH_SR))
@@ -239,23 +240,15 @@ def detect_attack(y: np.ndarray, sr: int, threshold: float = ATTACK_THRESHOLD) -
     return float(np.argmax(a >= threshold * peak)) / sr
 
 
-def measure_lead_in(soundfont: str | Path, pitches: tuple[int, ...] = tuple(range(24, 106, 3)),
+def measure_lead_in(soundfont: str | Path, *, pitches: tuple[int, ...] = tuple(range(24, 106, 3)),
                     velocities: tuple[int, ...] = (40, 80, 110), sample_rate: int = SYNTH_SR) -> np.ndarray:
     """Attack delay (s) of single notes at onset 0.2 s, one per (pitch, velocity), without correction."""
     out = []
-    name = soundfont_name(soundfont)
-    saved = ATTACK_LEAD_IN_S.get(name) if name else None
-    try:
-        if name:
-            ATTACK_LEAD_IN_S[name] = 0.0
-        for p in pitches:
-            for v in velocities:
-                n = Notes(np.array([[0.2, 0.5]]), np.array([p]), np.array([v]))
-                y = render_notes(n, soundfont, sample_rate, duration_s=0.8)
-                out.append(detect_attack(y, sample_rate) - 0.2)
-    finally:
-        if name and saved is not None:
-            ATTACK_LEAD_IN_S[name] = saved
+    for p in pitches:
+        for v in velocities:
+            n = Notes(np.array([[0.2, 0.5]]), np.array([p]), np.array([v]))
+            y = render_notes(n, soundfont, sample_rate=sample_rate, duration_s=0.8, lead_in_s=0.0)
+            out.append(detect_attack(y, sample_rate) - 0.2)
     return np.array(out)
 
 

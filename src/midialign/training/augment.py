@@ -9,10 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import AugmentConfig
-from .notes import Notes
+from ..config import MIN_NOTE_S, AugmentConfig
+from ..notes import Notes
 
-MIN_DURATION_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ def draw_jitter(n: int, jitter_s: float, rng: np.random.Generator) -> tuple[np.n
 def apply_jitter(notes: Notes, onset_shift: np.ndarray, offset_shift: np.ndarray) -> Notes:
     """Shift onsets and offsets independently; offsets stay >= onset + 10 ms."""
     on = notes.onsets + onset_shift
-    off = np.maximum(notes.offsets + offset_shift, on + MIN_DURATION_S)
+    off = np.maximum(notes.offsets + offset_shift, on + MIN_NOTE_S)
     return notes.with_times(np.stack([on, off], axis=1))
 
 
@@ -75,7 +74,7 @@ def draw_warp(duration_s: float, max_dev_s: float, knots_per_10s: float, rng: np
     return t, dt
 
 
-def warp_times(times: np.ndarray, knots_t: np.ndarray, knots_dt: np.ndarray) -> np.ndarray:
+def warp_by_knots(times: np.ndarray, knots_t: np.ndarray, knots_dt: np.ndarray) -> np.ndarray:
     """Apply the displacement curve with monotone cubic (PCHIP) interpolation."""
     from scipy.interpolate import PchipInterpolator
 
@@ -109,8 +108,8 @@ def apply_timing(notes: Notes, p: TimingParams) -> tuple[Notes, Notes]:
     loose = apply_jitter(notes, p.onset_shift, p.offset_shift)
     iv = loose.intervals
     if len(p.warp_knots_t):
-        iv = np.stack([warp_times(iv[:, 0], p.warp_knots_t, p.warp_knots_dt), warp_times(iv[:, 1], p.warp_knots_t, p.warp_knots_dt)], 1)
-        iv[:, 1] = np.maximum(iv[:, 1], iv[:, 0] + MIN_DURATION_S)
+        iv = np.stack([warp_by_knots(iv[:, 0], p.warp_knots_t, p.warp_knots_dt), warp_by_knots(iv[:, 1], p.warp_knots_t, p.warp_knots_dt)], 1)
+        iv[:, 1] = np.maximum(iv[:, 1], iv[:, 0] + MIN_NOTE_S)
     iv = iv * p.tempo
     keep = ~p.drop
     loose = Notes(iv[keep], notes.pitches[keep], notes.velocities[keep])
@@ -120,35 +119,6 @@ def apply_timing(notes: Notes, p: TimingParams) -> tuple[Notes, Notes]:
         ex[:, :2] *= p.tempo
         loose = Notes(np.concatenate([loose.intervals, ex[:, :2]]), np.concatenate([loose.pitches, ex[:, 2]]), np.concatenate([loose.velocities, ex[:, 3]]))
     return loose, target
-
-
-def segment_bounds(notes: Notes, duration_s: float, segment_s: float, min_gap_s: float = 0.05) -> list[tuple[float, float]]:
-    """Cut [0, duration) into pieces of about segment_s, preferring moments where no note sounds.
-
-    Without a silence near the target, cut anyway; callers clip crossing
-    notes identically in input and target (see clip_notes).
-    """
-    silent = _silent_points(notes, duration_s, min_gap_s)
-    bounds, start = [], 0.0
-    while duration_s - start > segment_s * 1.25:
-        target = start + segment_s
-        cand = silent[(silent > start + 0.5 * segment_s) & (silent <= target)]
-        cut = float(cand[-1]) if len(cand) else target
-        bounds.append((start, cut))
-        start = cut
-    bounds.append((start, duration_s))
-    return bounds
-
-
-def _silent_points(notes: Notes, duration_s: float, min_gap_s: float) -> np.ndarray:
-    """Midpoints of gaps >= min_gap_s where no note sounds."""
-    if len(notes) == 0:
-        return np.array([duration_s / 2])
-    order = np.argsort(notes.onsets)
-    on, off = notes.onsets[order], np.maximum.accumulate(notes.offsets[order])
-    gaps_start, gaps_end = off[:-1], on[1:]
-    ok = gaps_end - gaps_start >= min_gap_s
-    return (gaps_start[ok] + gaps_end[ok]) / 2
 
 
 def clip_notes(notes: Notes, start: float, end: float) -> Notes:

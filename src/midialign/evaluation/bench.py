@@ -1,4 +1,4 @@
-"""Benchmark aligners over sets of evaluation cases (see metrics.py for the case format).
+"""Benchmark aligners over sets of evaluation cases (see cases.py for the case format).
 
 A failing method is scored, not skipped: its case counts as every note missed,
 and the failure count and first error message go into the results.
@@ -17,8 +17,11 @@ from typing import Any, Callable
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .metrics import TOLERANCES_MS, Case, NoteErrors, case_errors, is_case_dir, load_case, missed_errors, score_errors
-from .notes import InputError, Notes, atomic_write_text
+from ..errors import InputError
+from ..io.atomic import atomic_write_text
+from ..notes import Notes
+from .cases import Case, case_errors, is_case_dir, load_case, missed_errors
+from .metrics import TOLERANCES_MS, NoteErrors, score_errors
 
 log = logging.getLogger("midialign")
 
@@ -90,10 +93,11 @@ def _run_one(case: Case, method: str, align_fn: AlignFn) -> tuple[NoteErrors, fl
 
 def run_bench(
     case_dirs: list[Path],
+    *,
     methods: list[str],
     align_fn: AlignFn,
-    out_json: Path | None,
-    out_md: Path | None,
+    out_json: Path | None = None,
+    out_md: Path | None = None,
 ) -> dict:
     """Run every method on every case of every case set; print and write the results.
 

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import AugmentConfig, FeatureConfig, ModelConfig, TrainConfig, config_to_dict
+from ..core.features import denormalise, normalise
+from ..core.network import CRNN, save_checkpoint
+from ..core.roll import notes_to_roll, onset_roll
+from ..io.atomic import atomic_write_bytes
 from .augment import apply_timing, clip_notes, draw_timing
-from .config import AugmentConfig, FeatureConfig, ModelConfig, TrainConfig, config_to_dict
 from .data import CachedRecording, load_cache
-from .features import LOG_SCALE, normalise
-from .model import CRNN, save_checkpoint
-from .notes import atomic_write_bytes
-from .roll import notes_to_roll, onset_roll
 
 log = logging.getLogger("midialign")
 
@@ -82,7 +82,7 @@ def _room_and_microphone(feats: np.ndarray, rng: np.random.Generator, p_reverb: 
     """In the magnitude domain: a random smooth EQ across bins and, with probability
     p_reverb, a reverberant tail (an exponential decay per bin, RT60 from 0.2 to
     1.5 s, longer in the bass); then the features' log compression again."""
-    mag = np.expm1(feats.astype(np.float64) * LOG_SCALE) / 100.0
+    mag = denormalise(feats)
     n_bins = feats.shape[0]
     eq_db = np.interp(np.arange(n_bins), np.linspace(0, n_bins - 1, 6), rng.uniform(-6.0, 6.0, 6))
     mag *= 10.0 ** (eq_db[:, None] / 20.0)
@@ -189,8 +189,8 @@ def train(train_cache: list[Path], val_cache: list[Path], out_dir: Path, recipe:
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     torch.manual_seed(recipe.train.seed)
-    recs = [r for c in train_cache for r in load_cache(c)]
-    val_recs = [r for c in val_cache for r in load_cache(c)]
+    recs = [r for c in train_cache for r in load_cache(c, feature_cfg=recipe.features)]
+    val_recs = [r for c in val_cache for r in load_cache(c, feature_cfg=recipe.features)]
     if not recs:
         raise ValueError("no training recordings in the cache")
     weights = np.array([r.features.shape[1] for r in recs], dtype=np.float64)
@@ -239,7 +239,7 @@ def train(train_cache: list[Path], val_cache: list[Path], out_dir: Path, recipe:
         improved = val_loss < best
         # Validation loss only loosely follows alignment accuracy: keep every epoch's weights to score.
         epoch_path = out_dir / f"epoch{epoch}.pt"
-        save_checkpoint(epoch_path, model, recipe.features, extra={"epoch": epoch, "val_loss": val_loss})  # copies tensors to CPU
+        save_checkpoint(epoch_path, model, feature_cfg=recipe.features, extra={"epoch": epoch, "val_loss": val_loss})  # copies tensors to CPU
         if improved:
             best, bad_epochs = val_loss, 0
             atomic_write_bytes(best_path, epoch_path.read_bytes())

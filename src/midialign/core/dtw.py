@@ -20,67 +20,16 @@ from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from scipy import ndimage
 
-from .config import PITCH_MAX, PITCH_MIN, FeatureConfig
-from .notes import InputError, Notes
+from ..config import MIN_NOTE_S, PITCH_MAX, PITCH_MIN, DTWConfig, FeatureConfig
+from ..errors import InputError
+from ..notes import Notes
+from .features import denormalise
 
-MIN_NOTE_S = 0.01  # warped offsets stay at least this far after their onsets
 REFERENCE_PITCH_RATE = 50  # synctoolbox filter-bank features are computed at this rate
-
-
-@dataclass(frozen=True)
-class DTWConfig:
-    """Knobs of the global DTW stage. Defaults start from synctoolbox's audio-score examples; the
-    comments say where they depart from them and what that measured."""
-
-    # 10 ms frames: at 50 the finest DTW level moves onsets in 20 ms steps (asap_score: 77 % vs 81 %
-    # within 50 ms, alpha and onset shift as before).
-    feature_rate: int = 100
-    audio_features: Literal["cqt", "synctoolbox"] = "cqt"
-    # Diagonal steps cost 2.0 vs 1.5+1.5 for the detour, so mild diagonal preference.
-    step_weights: tuple[float, float, float] = (1.5, 1.5, 2.0)
-    # Max cells of one DTW sub-rectangle; bounds memory (float64: 8 MB) for any piece length.
-    threshold_rec: int = 10**6
-    # Coarse levels at 1, 2 and 10 frames/s, then the input rate.
-    win_len_smooth: tuple[int, ...] = (201, 101, 21, 1)
-    downsamp_smooth: tuple[int, ...] = (100, 50, 10, 1)
-    # Weight of chroma vs DLNCO onset cost at the finest level (synctoolbox uses 0.5). Onsets fix
-    # the timing, chroma keeps the path on the right notes: 0.3 puts 1.1 % of asap_score notes
-    # more than 250 ms off, vs 2.3 % at 0.15 and 1.2 % at 0.5.
-    alpha: float = 0.3
-    # Silence added to both sequences at both ends, so a late-starting recording
-    # matches silence against silence instead of stretching the first note.
-    pad_s: float = 1.0
-    # The MIDI's final sonority (notes sounding at its last onset) rings this much longer in its
-    # chroma. A recording rings on after the written end; without this, DTW may stretch the
-    # chord before the last note over that tail and put the last note ~1 s late.
-    final_ring_s: float = 1.0
-    # "cqt" front end: onset peak picking on the per-pitch log-CQT flux.
-    onset_threshold: float = 0.1  # minimum flux (log-CQT units, 0-1 scale)
-    onset_rel_threshold: float = 0.4  # fraction of the pitch's local (2 s) max flux
-    # Added to flux-peak times. 0: on the synthetic MAPS training audio the peaks sit on the
-    # annotated onsets (median -0.5 ms), the convention the refiner is trained to. (The real
-    # ENSTDkAm recordings sound 17 ms after their annotations; see README "Timing convention".)
-    onset_shift_s: float = 0.0
-    # "synctoolbox" front end.
-    reference_sample_rate: int = 22050
-    # Constant correction added to warped times.
-    bias_s: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.audio_features not in ("cqt", "synctoolbox"):
-            raise ValueError(f"unknown audio_features {self.audio_features!r}")
-        if self.feature_rate <= 0:
-            raise ValueError("feature_rate must be positive")
-        if len(self.win_len_smooth) != len(self.downsamp_smooth):
-            raise ValueError("win_len_smooth and downsamp_smooth differ in length")
-        if self.downsamp_smooth[-1] != 1 or self.win_len_smooth[-1] != 1:
-            raise ValueError("the last DTW level must run at the input feature rate (1, 1)")
 
 
 # ---------------------------------------------------------------- path API
@@ -259,8 +208,8 @@ def cqt_audio_features(cqt: np.ndarray, fps: int, cfg: DTWConfig) -> tuple[np.nd
     step = fps // fr
     n_out = (logc.shape[1] - 1) // step + 1
 
-    # Undo features.normalise's log1p(100 m) / log1p(100) to get energies like synctoolbox's STMSP.
-    energy = (np.expm1(logc * np.log1p(100.0)) / 100.0) ** 2
+    # Energies like synctoolbox's STMSP.
+    energy = denormalise(logc) ** 2
     # Frame j must be centred on j / fr: a centred triangle over 2 * step - 1 frames, then decimate.
     if step > 1:
         win = np.bartlett(2 * step + 1)[1:-1]

@@ -18,12 +18,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Literal
 
-from .notes import InputError, atomic_write_text
+from ..config import AUDIO_SUFFIXES, DEFAULT_METHOD, METHODS, MIDI_SUFFIXES
+from ..errors import InputError
+from ..io.atomic import atomic_write_text
 
 log = logging.getLogger("midialign")
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff", ".m4a")
-MIDI_SUFFIXES = (".mid", ".midi")
 SUMMARY_NAME = "batch_summary.csv"
 Status = Literal["done", "skipped", "failed", "interrupted"]
 
@@ -38,7 +38,7 @@ class Pair:
 @dataclass(frozen=True)
 class BatchConfig:
     out_dir: Path
-    method: str = "dtw+crnn"
+    method: str = DEFAULT_METHOD
     weights: Path | None = None
     jobs: int = 1
     executor: Literal["local", "ray"] = "local"
@@ -122,19 +122,17 @@ def _scan_dir(root: Path) -> list[Pair]:
 
 # ---------------------------------------------------------------- one pair (runs in workers)
 
-_MODEL_CACHE: dict[str, object] = {}
+_ALIGNERS: dict[str, object] = {}
 
 
-def _worker_model(method: str, weights: Path | None):
-    """The loaded model for this process, loaded on first use (once per worker)."""
-    if "crnn" not in method:
-        return None
+def _worker_aligner(weights: Path | None):
+    """This process's Aligner for these weights: the model loads once per worker."""
+    from ..aligner import Aligner
+
     key = str(weights) if weights is not None else ""
-    if key not in _MODEL_CACHE:
-        from .model import load_model
-
-        _MODEL_CACHE[key] = load_model(weights)
-    return _MODEL_CACHE[key]
+    if key not in _ALIGNERS:
+        _ALIGNERS[key] = Aligner(weights)
+    return _ALIGNERS[key]
 
 
 def _init_worker(threads: int) -> None:
@@ -145,23 +143,24 @@ def _init_worker(threads: int) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
 
-def output_paths(out_dir: Path, pair: Pair) -> tuple[Path, Path]:
+def pair_outputs(out_dir: Path, pair: Pair) -> tuple[Path, Path]:
+    """(MIDI, JSON) output paths of a pair."""
     return out_dir / f"{pair.name}.mid", out_dir / f"{pair.name}.json"
 
 
-def align_pair(pair: Pair, out_dir: Path, method: str, weights: Path | None) -> PairResult:
+def align_pair(pair: Pair, *, out_dir: Path, method: str, weights: Path | None) -> PairResult:
     """Align one pair and write its outputs; never raises for a bad pair."""
     t0 = time.perf_counter()
     base = PairResult(pair.name, "failed", audio=str(pair.audio), midi=str(pair.midi))
     try:
-        from .notes import write_midi
-        from .outputs import write_json
-        from .pipeline import align
+        from ..io.atomic import atomic_write_bytes
+        from ..io.midi import midi_bytes
+        from ..io.writers import json_text
 
-        result = align(pair.audio, pair.midi, method=method, model=_worker_model(method, weights), weights=weights)
-        mid, js = output_paths(out_dir, pair)
-        write_json(result, js, audio=pair.audio, midi=pair.midi)
-        write_midi(result.notes, mid)  # last: its existence means "finished"
+        result = _worker_aligner(weights).align(pair.audio, pair.midi, method=method)
+        mid, js = pair_outputs(out_dir, pair)
+        atomic_write_text(js, json_text(result, audio=pair.audio, notes=pair.midi))
+        atomic_write_bytes(mid, midi_bytes(result.notes))  # last: its existence means "finished"
         return replace(base, status="done", notes=len(result.notes), seconds=time.perf_counter() - t0)
     except Exception as exc:  # a bad pair must not stop the batch
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -171,8 +170,6 @@ def align_pair(pair: Pair, out_dir: Path, method: str, weights: Path | None) -> 
 # ---------------------------------------------------------------- the runner
 
 def _check_config(pairs: list[Pair], cfg: BatchConfig) -> None:
-    from .pipeline import METHODS
-
     if cfg.method not in METHODS:
         raise InputError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
     if cfg.jobs < 1:
@@ -180,14 +177,14 @@ def _check_config(pairs: list[Pair], cfg: BatchConfig) -> None:
     if cfg.executor not in ("local", "ray"):
         raise InputError(f"unknown executor {cfg.executor!r}; choose local or ray")
     if "crnn" in cfg.method:
-        from importlib import resources
+        from ..core.network import default_weights_path
 
-        weights = cfg.weights or Path(str(resources.files("midialign") / "weights" / "default.pt"))
+        weights = cfg.weights or default_weights_path()
         if not Path(weights).is_file():
             raise InputError(f"{weights}: model weights not found (method {cfg.method} needs them; pass --weights)")
     inputs = {p.audio.resolve() for p in pairs} | {p.midi.resolve() for p in pairs}
     for p in pairs:
-        for out in output_paths(cfg.out_dir, p):
+        for out in pair_outputs(cfg.out_dir, p):
             if out.resolve() in inputs:
                 raise InputError(f"{out}: --out {cfg.out_dir} would overwrite an input file; choose another --out")
 
@@ -199,7 +196,7 @@ def run_batch(pairs: list[Pair], cfg: BatchConfig) -> list[PairResult]:
     results: dict[str, PairResult] = {}
     todo = []
     for p in pairs:
-        mid, js = output_paths(cfg.out_dir, p)
+        mid, js = pair_outputs(cfg.out_dir, p)
         if mid.is_file():
             results[p.name] = PairResult(p.name, "skipped", _notes_from_summary(js), 0.0, "", str(p.audio), str(p.midi))
         else:
@@ -247,7 +244,7 @@ def _execute(todo: list[Pair], cfg: BatchConfig) -> Iterator[PairResult]:
         yield from _execute_ray(todo, cfg)
     elif cfg.jobs == 1 or len(todo) == 1:
         for p in todo:
-            yield align_pair(p, cfg.out_dir, cfg.method, cfg.weights)
+            yield align_pair(p, out_dir=cfg.out_dir, method=cfg.method, weights=cfg.weights)
     else:
         yield from _execute_processes(todo, cfg)
 
@@ -260,7 +257,7 @@ def _execute_processes(todo: list[Pair], cfg: BatchConfig) -> Iterator[PairResul
     # spawn, not fork: forking a process that may hold torch/OpenMP threads can deadlock.
     ex = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=((os.cpu_count() or 1) // jobs,))
     try:
-        futures = {ex.submit(align_pair, p, cfg.out_dir, cfg.method, cfg.weights): p for p in todo}
+        futures = {ex.submit(align_pair, p, out_dir=cfg.out_dir, method=cfg.method, weights=cfg.weights): p for p in todo}
         for fut in as_completed(futures):
             p = futures[fut]
             try:
@@ -300,7 +297,7 @@ class _RayWorker:
         self.out_dir, self.method, self.weights = out_dir, method, weights
 
     def run(self, pair: Pair) -> PairResult:
-        return align_pair(pair, self.out_dir, self.method, self.weights)
+        return align_pair(pair, out_dir=self.out_dir, method=self.method, weights=self.weights)
 
 
 # ---------------------------------------------------------------- summary

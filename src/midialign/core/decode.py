@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .config import PITCH_MIN, InferenceConfig
-from .notes import Notes
+from ..config import MIN_NOTE_S, PITCH_MIN, InferenceConfig
+from ..notes import Notes
 from .roll import active_segments, crossing_frame
 
 # Confidence given to notes moved by their neighbours' shift, not by a detection.
@@ -77,7 +77,7 @@ def onset_peaks(onset_prob: np.ndarray, fps: float, threshold: float) -> tuple[n
     return keys, frames, (frames + np.clip(delta, -0.5, 0.5)) / fps, b
 
 
-def detect_onsets(onset_prob: np.ndarray, frame_prob: np.ndarray, fps: float, cfg: InferenceConfig,
+def detect_onsets(onset_prob: np.ndarray, frame_prob: np.ndarray, *, fps: float, cfg: InferenceConfig,
                   peaks: tuple[np.ndarray, ...] | None = None) -> list[Detection]:
     """Peaks of the onset roll per pitch, at sub-frame precision.
 
@@ -100,7 +100,7 @@ def detect_onsets(onset_prob: np.ndarray, frame_prob: np.ndarray, fps: float, cf
         if len(on):
             below = np.flatnonzero(row[on[0]:] < cfg.threshold)
             end = k + on[0] + below[0] if len(below) else nxt
-            offset = max(end / fps, float(onsets[i]) + 0.01)
+            offset = max(end / fps, float(onsets[i]) + MIN_NOTE_S)
         out.append(Detection(int(key) + PITCH_MIN, float(onsets[i]), offset, float(b[i])))
     return out
 
@@ -120,7 +120,7 @@ def _split_at_dips(row: np.ndarray, s: int, e: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1) if bounds[i + 1] > bounds[i]]
 
 
-def match_pitch(onsets: np.ndarray, det_onsets: np.ndarray, max_shift: float,
+def match_pitch(onsets: np.ndarray, det_onsets: np.ndarray, *, max_shift: float,
                 det_strength: np.ndarray | None = None, height_weight: float = 0.0) -> np.ndarray:
     """For sorted input onsets of one pitch, the index of the detection each takes, or -1.
 
@@ -162,7 +162,7 @@ def _blocks(a: np.ndarray, b: np.ndarray, gap: float):
             yield notes, dets
 
 
-def refine_notes(notes: Notes, prob: np.ndarray, fps: float, cfg: InferenceConfig, follow_neighbours: bool = True) -> Refined:
+def refine_notes(notes: Notes, prob: np.ndarray, *, fps: float, cfg: InferenceConfig, follow_neighbours: bool = True) -> Refined:
     """Move each input note to its detection in the probability roll.
 
     prob is a frame roll (88, T), or (C, 88, T) from model.predict_probs:
@@ -172,7 +172,7 @@ def refine_notes(notes: Notes, prob: np.ndarray, fps: float, cfg: InferenceConfi
     if onset_roll:
         # One peak search serves both the detections and the weak second chance.
         peaks = onset_peaks(prob[1], fps, min(cfg.onset_threshold, cfg.weak_onset_threshold))
-        dets = detect_onsets(prob[1], prob[0], fps, cfg, peaks)
+        dets = detect_onsets(prob[1], prob[0], fps=fps, cfg=cfg, peaks=peaks)
     elif prob.ndim == 3 and prob.shape[0] == 1:
         dets = detect_notes(prob[0], fps, cfg.threshold)
     elif prob.ndim == 2:
@@ -193,7 +193,7 @@ def refine_notes(notes: Notes, prob: np.ndarray, fps: float, cfg: InferenceConfi
             continue
         det_on = np.array([d.onset for d in cand])
         strength = np.array([d.strength for d in cand])
-        choice = match_pitch(notes.onsets[idx], det_on, cfg.max_shift_s, strength, cfg.height_weight)
+        choice = match_pitch(notes.onsets[idx], det_on, max_shift=cfg.max_shift_s, det_strength=strength, height_weight=cfg.height_weight)
         for i, c in zip(idx, choice):
             if c < 0:
                 continue
@@ -203,7 +203,7 @@ def refine_notes(notes: Notes, prob: np.ndarray, fps: float, cfg: InferenceConfi
             # The note keeps its input duration unless the frame roll gives an offset near it:
             # sustained sound (pedal, resonance) can keep the frame roll up long after the key is released.
             kept = notes.offsets[i] + shift
-            new[i, 1] = max(d.offset, d.onset + 0.01) if abs(d.offset - kept) <= cfg.max_shift_s else kept
+            new[i, 1] = max(d.offset, d.onset + MIN_NOTE_S) if abs(d.offset - kept) <= cfg.max_shift_s else kept
             moved[i] = True
             conf[i] = d.strength * (1.0 - 0.5 * abs(shift) / cfg.max_shift_s)
     if follow_neighbours:
@@ -257,7 +257,7 @@ def _take_weak_onsets(notes: Notes, new: np.ndarray, moved: np.ndarray, followed
             continue
         idx = np.flatnonzero(same & followed)
         idx = idx[np.argsort(new[idx, 0], kind="stable")]
-        choice = match_pitch(new[idx, 0], cand, window_s)
+        choice = match_pitch(new[idx, 0], cand, max_shift=window_s)
         for i, c in zip(idx, choice):
             if c >= 0:
                 new[i] += cand[c] - new[i, 0]
@@ -265,6 +265,6 @@ def _take_weak_onsets(notes: Notes, new: np.ndarray, moved: np.ndarray, followed
 
 
 def _keep_offsets_after_onsets(notes: Notes, new: np.ndarray) -> None:
-    bad = new[:, 1] < new[:, 0] + 0.01
-    new[bad, 1] = new[bad, 0] + np.maximum(notes.offsets[bad] - notes.onsets[bad], 0.01)
+    bad = new[:, 1] < new[:, 0] + MIN_NOTE_S
+    new[bad, 1] = new[bad, 0] + np.maximum(notes.offsets[bad] - notes.onsets[bad], MIN_NOTE_S)
 

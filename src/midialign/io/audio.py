@@ -1,16 +1,11 @@
-"""Audio loading and the log-magnitude CQT (or Mel) front end.
-
-Frames are centred: feature frame k is centred on time k / fps, the same
-convention as the piano roll.
-"""
+"""Audio files to mono float32 samples: libsndfile first, audioread (through librosa) for the rest."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from .config import FeatureConfig
-from .notes import InputError
+from ..errors import InputError
 
 # Hour-long pieces are fine; longer is almost certainly a mistake.
 MAX_AUDIO_S = 3 * 3600.0
@@ -19,7 +14,8 @@ SILENCE_RMS = 1e-4
 
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Load any libsndfile format (wav, flac, ogg/opus, mp3), mix to mono, resample with soxr."""
+    """(n,) float32 mono samples at sample_rate (Hz) from any libsndfile format (wav, flac, ogg/opus, mp3),
+    resampled with soxr; checked by check_audio."""
     import soundfile as sf
 
     path = Path(path)
@@ -27,9 +23,9 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
         raise InputError(f"{path}: file not found")
     try:
         y, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:
+    except sf.SoundFileError as exc:  # a format libsndfile lacks (m4a, wma, ...), or not audio
         y, sr = _load_with_audioread(path, exc)
-    return check_audio(prepare_audio(y, sr, sample_rate), sample_rate, str(path))
+    return check_audio(prepare_audio(y, sr, sample_rate), sample_rate, name=str(path))
 
 
 def _load_with_audioread(path: Path, first_error: Exception) -> tuple[np.ndarray, int]:
@@ -60,7 +56,8 @@ def prepare_audio(y: np.ndarray, sr: int, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(y)
 
 
-def check_audio(y: np.ndarray, sample_rate: int, name: str = "audio") -> np.ndarray:
+def check_audio(y: np.ndarray, sample_rate: int, *, name: str = "audio") -> np.ndarray:
+    """y itself, after refusing audio that is too short or long, non-finite or silent."""
     dur = len(y) / sample_rate
     if dur < MIN_AUDIO_S:
         raise InputError(f"{name}: audio is empty or too short ({dur:.2f} s)")
@@ -71,50 +68,3 @@ def check_audio(y: np.ndarray, sample_rate: int, name: str = "audio") -> np.ndar
     if float(np.sqrt(np.mean(y.astype(np.float64) ** 2))) < SILENCE_RMS:
         raise InputError(f"{name}: audio is silent")
     return y
-
-
-def compute_features(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """(n_bins, frames) float32 feature matrix, frame k centred on k / fps."""
-    import librosa
-
-    if cfg.kind == "cqt":
-        mag = np.abs(
-            librosa.cqt(
-                y,
-                sr=cfg.sample_rate,
-                hop_length=cfg.hop_length,
-                fmin=cfg.fmin_hz,
-                n_bins=cfg.n_bins,
-                bins_per_octave=cfg.bins_per_octave,
-            )
-        )
-    else:
-        mag = librosa.feature.melspectrogram(
-            y=y,
-            sr=cfg.sample_rate,
-            n_fft=cfg.mel_n_fft,
-            hop_length=cfg.hop_length,
-            n_mels=cfg.n_bins,
-            fmin=cfg.fmin_hz,
-            power=1.0,
-        )
-    return normalise(mag.astype(np.float32), cfg.log)
-
-
-LOG_SCALE = float(np.log1p(100.0))  # normalise's log compression: log1p(100 x) / LOG_SCALE
-
-
-def normalise(mag: np.ndarray, log: bool) -> np.ndarray:
-    """log1p compression (or linear), scaled so a piece's loudest bin is ~1.
-
-    Per-piece scaling makes the network indifferent to recording gain.
-    """
-    peak = float(np.percentile(mag, 99.9)) if mag.size else 0.0
-    mag = mag / max(peak, 1e-8)
-    if log:
-        return np.log1p(100.0 * mag) / LOG_SCALE
-    return mag
-
-
-def n_frames_for(duration_s: float, fps: int) -> int:
-    return int(np.floor(duration_s * fps)) + 1

@@ -1,0 +1,137 @@
+"""The aligner: load the model once, then align any number of recordings.
+
+    from midialign import Aligner
+    aligner = Aligner()                       # the shipped model
+    result = aligner.align("take1.flac", "score.mid")
+    result.notes                              # the input notes at their times in the recording
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .alignment import Alignment
+from .config import DEFAULT_METHOD, METHODS, DTWConfig, FeatureConfig, InferenceConfig
+from .errors import InputError
+from .notes import Notes
+
+log = logging.getLogger("midialign")
+
+AudioInput = str | Path | tuple[np.ndarray, int]
+NotesInput = str | Path | Notes
+
+
+class Aligner:
+    """Aligns notes to recordings with one model, loaded on first use by a network method.
+
+    weights: a checkpoint path, or None for the shipped model.
+    inference: windowing, decoding and fallback settings; dtw: the coarse stage's.
+    model: an already loaded core.network.LoadedModel, used instead of weights.
+    """
+
+    def __init__(self, weights: str | Path | None = None, *, inference: InferenceConfig = InferenceConfig(),
+                 dtw: DTWConfig = DTWConfig(), model=None) -> None:
+        self.weights = weights
+        self.inference = inference
+        self.dtw = dtw
+        self._model = model
+
+    @property
+    def model(self):
+        """The loaded network (core.network.LoadedModel); loads it on first access."""
+        if self._model is None:
+            from .core.network import load_model
+
+            self._model = load_model(self.weights)
+        return self._model
+
+    def align(self, audio: AudioInput, notes: NotesInput, *, method: str = DEFAULT_METHOD) -> Alignment:
+        """Align notes to a recording.
+
+        audio: a path, or (samples, sample_rate) with samples (n,) or (n, channels).
+        notes: a path (.mid, .tsv/.csv, score) or a Notes list, times in seconds.
+        method: none | dtw | crnn | dtw+crnn (default).
+        """
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        use_net = "crnn" in method
+        if use_net and self._model is None:
+            self.model
+            timings["load_model"] = time.perf_counter() - t0
+        fcfg = self.model.feature_cfg if use_net else FeatureConfig()
+        t = time.perf_counter()
+        y, notes = load_inputs(audio, notes, sample_rate=fcfg.sample_rate)
+        duration = len(y) / fcfg.sample_rate
+        timings["load"] = time.perf_counter() - t
+        warnings = sanity_warnings(notes, duration)
+        if method == "none":
+            return self._result(notes, notes, np.zeros(len(notes), bool), np.zeros(len(notes)), method=method,
+                                duration=duration, path=None, timings=timings, warnings=warnings)
+
+        from .core.features import compute_features
+
+        t = time.perf_counter()
+        feats = compute_features(y, fcfg)
+        timings["features"] = time.perf_counter() - t
+        current, path = notes, None
+        if method.startswith("dtw"):
+            from .core.dtw import align_notes
+
+            t = time.perf_counter()
+            current, path = align_notes(y, fcfg.sample_rate, notes, self.dtw, cqt=feats, fps=fcfg.fps)
+            timings["dtw"] = time.perf_counter() - t
+        moved = np.zeros(len(notes), bool)
+        conf = np.full(len(notes), 0.5 if path is not None else 0.0)
+        if use_net:
+            from .core.refiner import refine
+
+            refined = refine(current, feats, model=self.model, inference=self.inference, keep_low_confidence=path is not None)
+            current, moved, conf = refined.notes, refined.moved, refined.confidence
+            timings["network"] = refined.network_s
+            timings["postprocess"] = refined.decode_s
+        timings["total"] = time.perf_counter() - t0
+        if use_net and len(notes) >= 20 and moved.mean() < 0.2:
+            warnings.append(f"only {moved.mean():.0%} of notes were found in the audio: is this the right recording?")
+        return self._result(notes, current, moved, conf, method=method, duration=duration, path=path, timings=timings, warnings=warnings)
+
+    def _result(self, notes: Notes, aligned: Notes, moved: np.ndarray, conf: np.ndarray, *, method: str, duration: float,
+                path: np.ndarray | None, timings: dict[str, float], warnings: list[str]) -> Alignment:
+        for w in warnings:
+            log.warning(w)
+        return Alignment(notes, aligned, moved, conf, method, duration, path, timings, tuple(warnings), self.inference.min_confidence)
+
+
+def align(audio: AudioInput, notes: NotesInput, *, method: str = DEFAULT_METHOD, weights: str | Path | None = None,
+          inference: InferenceConfig = InferenceConfig()) -> Alignment:
+    """One alignment with a fresh Aligner; see Aligner.align. Use an Aligner for many files."""
+    return Aligner(weights, inference=inference).align(audio, notes, method=method)
+
+
+def load_inputs(audio: AudioInput, notes: NotesInput, *, sample_rate: int) -> tuple[np.ndarray, Notes]:
+    """(mono float32 samples at sample_rate, notes), checked: audio not silent, notes finite and non-empty."""
+    from .io.audio import check_audio, load_audio, prepare_audio
+    from .io.reader import read_notes
+
+    if isinstance(audio, tuple):
+        y = check_audio(prepare_audio(audio[0], int(audio[1]), sample_rate), sample_rate)
+    else:
+        y = load_audio(audio, sample_rate)
+    notes = notes if isinstance(notes, Notes) else read_notes(notes)
+    if len(notes) == 0:
+        raise InputError("the MIDI has no notes")
+    if not np.isfinite(notes.intervals).all():
+        raise InputError("note times must be finite")
+    return y, notes
+
+
+def sanity_warnings(notes: Notes, audio_s: float) -> list[str]:
+    """Warnings about a pairing that is unlikely to align (audio far shorter than the notes)."""
+    span = notes.end_time - float(np.nanmin(notes.onsets))
+    if audio_s < 0.5 * span:
+        return [f"the audio ({audio_s:.1f} s) is far shorter than the MIDI ({span:.1f} s): the result is unlikely to be right"]
+    return []

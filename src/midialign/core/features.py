@@ -1,0 +1,55 @@
+"""The log-magnitude CQT (or Mel) front end.
+
+Frames are centred: feature frame k is centred on time k / fps, the same
+convention as the piano roll.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import LOG_GAIN, FeatureConfig
+
+
+def compute_features(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """(n_bins, frames) float32 feature matrix, frame k centred on k / fps."""
+    import librosa
+
+    if cfg.kind == "cqt":
+        mag = np.abs(
+            librosa.cqt(
+                y,
+                sr=cfg.sample_rate,
+                hop_length=cfg.hop_length,
+                fmin=cfg.fmin_hz,
+                n_bins=cfg.n_bins,
+                bins_per_octave=cfg.bins_per_octave,
+            )
+        )
+    else:
+        mag = librosa.feature.melspectrogram(
+            y=y,
+            sr=cfg.sample_rate,
+            n_fft=cfg.mel_n_fft,
+            hop_length=cfg.hop_length,
+            n_mels=cfg.n_bins,
+            fmin=cfg.fmin_hz,
+            power=1.0,
+        )
+    return normalise(mag.astype(np.float32), cfg.log)
+
+
+def normalise(mag: np.ndarray, log: bool) -> np.ndarray:
+    """log1p compression (or linear), scaled so a piece's loudest bin is ~1.
+
+    Per-piece scaling makes the network indifferent to recording gain.
+    """
+    peak = float(np.percentile(mag, 99.9)) if mag.size else 0.0
+    mag = mag / max(peak, 1e-8)
+    if log:
+        return np.log1p(LOG_GAIN * mag) / np.log1p(LOG_GAIN)
+    return mag
+
+
+def denormalise(feats: np.ndarray) -> np.ndarray:
+    """Undo normalise's log compression: (n_bins, T) magnitudes with the piece's peak at about 1."""
+    return np.expm1(np.asarray(feats, dtype=np.float64) * np.log1p(LOG_GAIN)) / LOG_GAIN

@@ -1,0 +1,1 @@
+"""Reading and writing files: audio, MIDI, note tables, scores and the aligner's outputs."""

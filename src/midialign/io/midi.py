@@ -1,0 +1,74 @@
+"""MIDI files to and from Notes (pretty_midi)."""
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..config import PITCH_MAX, PITCH_MIN
+from ..errors import InputError
+from ..notes import Notes
+from .atomic import atomic_write_bytes
+
+log = logging.getLogger("midialign")
+
+
+def read_midi(path: str | Path, *, clip_range: bool = True) -> Notes:
+    """Read every non-drum instrument, merged, with sustain-pedal events.
+
+    Notes outside A0-C8 are dropped when clip_range is set (a piano cannot play them).
+    """
+    import pretty_midi
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        pm = pretty_midi.PrettyMIDI(str(path))
+    except Exception as exc:  # pretty_midi raises many types on corrupt files
+        raise InputError(f"{path}: not a readable MIDI file ({type(exc).__name__}: {exc})") from None
+    rows, pedal = [], []
+    for inst in pm.instruments:
+        if inst.is_drum:
+            continue
+        rows.extend((n.start, n.end, n.pitch, n.velocity) for n in inst.notes)
+        pedal.extend((c.time, c.value) for c in inst.control_changes if c.number == 64)
+    arr = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    if clip_range and len(arr):
+        inside = (arr[:, 2] >= PITCH_MIN) & (arr[:, 2] <= PITCH_MAX)
+        if inside.any() and not inside.all():
+            log.warning("%s: dropped %d notes outside the piano range A0-C8 (MIDI 21-108)", path, int((~inside).sum()))
+        arr = arr[inside]
+    if len(arr) == 0:
+        raise InputError(f"{path}: MIDI contains no piano-range notes")
+    arr[:, 1] = np.maximum(arr[:, 1], arr[:, 0])
+    return Notes(arr[:, :2], arr[:, 2], arr[:, 3], np.array(pedal).reshape(-1, 2)).sorted()
+
+
+def notes_to_pretty_midi(notes: Notes):
+    import pretty_midi
+
+    # One tempo (120 bpm) and a fine resolution: ticks are 1/1920 beat = 0.26 ms.
+    pm = pretty_midi.PrettyMIDI(resolution=1920, initial_tempo=120.0)
+    inst = pretty_midi.Instrument(program=0, name="Piano")
+    for (on, off), p, v in zip(notes.intervals, notes.pitches, notes.velocities):
+        on = max(float(on), 0.0)
+        off = max(float(off), on + 1e-3)
+        inst.notes.append(pretty_midi.Note(velocity=int(v), pitch=int(p), start=on, end=off))
+    for t, val in notes.pedal:
+        inst.control_changes.append(pretty_midi.ControlChange(64, int(np.clip(val, 0, 127)), max(float(t), 0.0)))
+    pm.instruments.append(inst)
+    return pm
+
+
+def midi_bytes(notes: Notes) -> bytes:
+    """A standard MIDI file of the notes and pedal (one piano track, 120 bpm)."""
+    buf = io.BytesIO()
+    notes_to_pretty_midi(notes).write(buf)
+    return buf.getvalue()
+
+
+def write_midi(notes: Notes, path: str | Path) -> None:
+    atomic_write_bytes(path, midi_bytes(notes))
