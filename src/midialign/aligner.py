@@ -114,13 +114,10 @@ def align(audio: AudioInput, notes: NotesInput, *, method: str = DEFAULT_METHOD,
 
 def load_inputs(audio: AudioInput, notes: NotesInput, *, sample_rate: int) -> tuple[np.ndarray, Notes]:
     """(mono float32 samples at sample_rate, notes), checked: audio not silent, notes finite and non-empty."""
-    from .io.audio import check_audio, load_audio, prepare_audio
+    from .io.audio import read_audio
     from .io.reader import read_notes
 
-    if isinstance(audio, tuple):
-        y = check_audio(prepare_audio(audio[0], int(audio[1]), sample_rate), sample_rate)
-    else:
-        y = load_audio(audio, sample_rate)
+    y = read_audio(audio, sample_rate)
     notes = notes if isinstance(notes, Notes) else read_notes(notes)
     if len(notes) == 0:
         raise InputError("the MIDI has no notes")

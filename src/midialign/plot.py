@@ -42,14 +42,11 @@ def plot_png(result: Alignment, audio: str | Path | tuple[np.ndarray, int], *, s
     from matplotlib.patches import Rectangle
 
     from .core.features import compute_features
-    from .io.audio import check_audio, load_audio, prepare_audio
+    from .io.audio import read_audio
 
     start, end = check_plot_range(start, end)
     sr = feature_cfg.sample_rate
-    if isinstance(audio, tuple):
-        y = check_audio(prepare_audio(audio[0], int(audio[1]), sr), sr)
-    else:
-        y = load_audio(audio, sr)
+    y = read_audio(audio, sr)
     end = min(end, max(len(y) / sr, start + 1.0 / feature_cfg.fps))
     seg = y[int(start * sr):int(np.ceil(end * sr))]
     feats = compute_features(seg, feature_cfg) if len(seg) >= feature_cfg.hop_length else np.zeros((feature_cfg.n_bins, 1), np.float32)
