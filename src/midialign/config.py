@@ -155,7 +155,7 @@ class DTWConfig:
     onset_rel_threshold: float = 0.4  # fraction of the pitch's local (2 s) max flux
     # Added to flux-peak times. 0: on the synthetic MAPS training audio the peaks sit on the
     # annotated onsets (median -0.5 ms), the convention the refiner is trained to. (The real
-    # ENSTDkAm recordings sound 17 ms after their annotations; see README "Timing convention".)
+    # ENSTDkAm recordings sound 17 ms after their annotations; see docs/results.md "Timing convention".)
     onset_shift_s: float = 0.0
     # "synctoolbox" front end.
     reference_sample_rate: int = 22050
