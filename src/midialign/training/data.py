@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,7 +96,7 @@ def check_cache_config(out_dir: Path, cfg: FeatureConfig) -> None:
             raise ValueError(f"{out_dir}: cached features were computed with {have}, not {cfg}; use another folder or delete it")
 
 
-def map_with_progress(fn, tasks: list, *, jobs: int, desc: str) -> list:
+def map_with_progress(fn: Callable[[Any], Any], tasks: list, *, jobs: int, desc: str) -> list:
     """[fn(t) for t in tasks] with a progress bar, over `jobs` worker processes when jobs > 1."""
     from tqdm import tqdm
 
