@@ -13,14 +13,17 @@ import json
 import logging
 import os
 import re
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Literal
 
-from ..config import AUDIO_SUFFIXES, DEFAULT_METHOD, METHODS, MIDI_SUFFIXES
+from ..config import AUDIO_SUFFIXES, DEFAULT_METHOD, METHODS, MIDI_SUFFIXES, PARENT_POLL_S
 from ..errors import InputError
-from ..io.atomic import atomic_write_text
+from ..io.atomic import atomic_write_text, remove_temporaries
 
 log = logging.getLogger("midialign")
 
@@ -143,6 +146,36 @@ def _init_worker(threads: int) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
 
+def _init_pool_worker(threads: int, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
+    # Ctrl-C reaches the whole process group; the main process stops the workers itself, at once.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(threads)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this process as soon as parent_pid stops being its parent (the parent died, even by SIGKILL).
+
+    Linux: the kernel sends SIGKILL (PR_SET_PDEATHSIG). Everywhere, and for a parent that died
+    before that was set: a daemon thread polls the parent pid every PARENT_POLL_S seconds.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass  # the polling thread still applies
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="midialign-parent-watch", daemon=True).start()
+
+
 def pair_outputs(out_dir: Path, pair: Pair) -> tuple[Path, Path]:
     """(MIDI, JSON) output paths of a pair."""
     return out_dir / f"{pair.name}.mid", out_dir / f"{pair.name}.json"
@@ -209,8 +242,15 @@ def run_batch(pairs: list[Pair], cfg: BatchConfig) -> list[PairResult]:
             if res.status == "failed":
                 log.error("%s: failed: %s", res.name, res.error)
     except KeyboardInterrupt:
+        # A pair may have finished after its last report: its outputs, not the reports, say it is done.
         for p in todo:
-            results.setdefault(p.name, PairResult(p.name, "interrupted", audio=str(p.audio), midi=str(p.midi)))
+            mid, js = pair_outputs(cfg.out_dir, p)
+            for out in (mid, js):
+                remove_temporaries(out)  # a stopped worker may have been writing
+            if p.name not in results:
+                done = mid.is_file()
+                results[p.name] = PairResult(p.name, "done" if done else "interrupted", _notes_from_summary(js) if done else None,
+                                             audio=str(p.audio), midi=str(p.midi))
         write_summary_csv([results[p.name] for p in pairs], cfg.out_dir / SUMMARY_NAME)
         raise
     ordered = [results[p.name] for p in pairs]
@@ -255,7 +295,8 @@ def _execute_processes(todo: list[Pair], cfg: BatchConfig) -> Iterator[PairResul
 
     jobs = min(cfg.jobs, len(todo))
     # spawn, not fork: forking a process that may hold torch/OpenMP threads can deadlock.
-    ex = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=((os.cpu_count() or 1) // jobs,))
+    ex = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_pool_worker,
+                             initargs=((os.cpu_count() or 1) // jobs, os.getpid()))
     try:
         futures = {ex.submit(align_pair, p, out_dir=cfg.out_dir, method=cfg.method, weights=cfg.weights): p for p in todo}
         for fut in as_completed(futures):
@@ -264,8 +305,23 @@ def _execute_processes(todo: list[Pair], cfg: BatchConfig) -> Iterator[PairResul
                 yield fut.result()
             except Exception as exc:  # a worker died (e.g. out of memory): record it, go on
                 yield PairResult(p.name, "failed", error=f"worker failed: {type(exc).__name__}: {exc}", audio=str(p.audio), midi=str(p.midi))
+    except BaseException:  # Ctrl-C (or the consumer stopped): don't wait for the pairs in flight
+        _stop_workers(ex)
+        raise
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(ex) -> None:
+    """Terminate a ProcessPoolExecutor's workers now (its public terminate_workers() arrives in Python 3.14)."""
+    if hasattr(ex, "terminate_workers"):
+        ex.terminate_workers()
+        return
+    procs = list((getattr(ex, "_processes", None) or {}).values())
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(timeout=1.0)
 
 
 def _execute_ray(todo: list[Pair], cfg: BatchConfig) -> Iterator[PairResult]:
