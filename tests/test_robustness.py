@@ -88,11 +88,11 @@ def test_an_output_set_that_fails_midway_leaves_nothing(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- 2. orphaned workers, 9. Ctrl-C in batch
 
-def cli_process(*args: str, stderr=subprocess.PIPE) -> subprocess.Popen:
-    """`midialign ARGS` in a new process, importing this checkout's midialign."""
+def cli_process(*args: str, stderr=subprocess.PIPE, setup: str = "") -> subprocess.Popen:
+    """`midialign ARGS` in a new process, importing this checkout's midialign, after running setup (Python code)."""
     src = str(Path(midialign.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    code = "import sys; from midialign.cli import main; sys.exit(main())"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    code = f"import sys\n{setup}\nfrom midialign.cli import main\nsys.exit(main())"
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
 
 
@@ -199,3 +199,101 @@ def test_pairs_finished_but_unreported_at_ctrl_c_count_as_done(tmp_path: Path, m
     rows = {r["name"]: r for r in csv.DictReader((out / "batch_summary.csv").open())}
     assert {n: r["status"] for n, r in rows.items()} == {"p0": "done", "p1": "done", "p2": "interrupted"}
     assert rows["p1"]["notes"] == "8"  # read back from its JSON
+
+
+# ---------------------------------------------------------------- 9. Ctrl-C mid-stage, -v noise
+
+# A feature stage that spends seconds inside one C call, where Python cannot deliver Ctrl-C.
+SLOW_STAGE = """
+import numpy as np
+import midialign.core.features as features
+def stuck_in_c(*args, **kwargs):
+    open(STARTED, "w").close()
+    np.linalg.eigvals(np.random.default_rng(0).random((1500, 1500)))  # about 6 s on one core
+    raise AssertionError("not interrupted")
+features.compute_features = stuck_in_c
+"""
+
+
+def test_ctrl_c_stops_align_within_a_second_even_inside_c_code(tiny_pair: TinyPair, tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    proc = cli_process("align", str(tiny_pair.audio), str(tiny_pair.midi), "-o", str(tmp_path / "o.mid"), "--method", "dtw",
+                       setup=f"STARTED = {str(started)!r}\n{SLOW_STAGE}")
+    try:
+        wait_for(started.exists, 60, "the slow stage")
+        time.sleep(0.3)  # well inside the C call
+        proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        rc = proc.wait(timeout=20)
+        took = time.monotonic() - t0
+    finally:
+        proc.kill()
+    err = proc.stderr.read()
+    assert rc == 130 and "interrupted" in err, err
+    assert "Traceback" not in err
+    assert took < 1.0, f"SIGINT took {took:.2f} s"
+    assert not (tmp_path / "o.mid").exists()
+
+
+def test_verbose_shows_our_debug_lines_but_not_other_libraries(tiny_pair: TinyPair, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+    import warnings
+
+    import midialign.core.features as features
+
+    real = features.compute_features
+
+    def noisy_features(*args, **kwargs):
+        for name in ("numba.core.ssa", "matplotlib.font_manager", "urllib3.connectionpool", "partitura"):
+            logging.getLogger(name).debug("library chatter from %s", name)
+        warnings.warn("invalid value encountered in divide", RuntimeWarning)  # as scipy and librosa do
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(features, "compute_features", noisy_features)
+    align = ["align", str(tiny_pair.audio), str(tiny_pair.midi), "-o", str(tmp_path / "o.mid"), "--method", "dtw"]
+    assert main(["-v", *align]) == 0
+    err = capsys.readouterr().err
+    assert "library chatter" not in err
+    debug = [line for line in err.splitlines() if line.startswith("DEBUG: ")]
+    assert any("wrote -o" in line for line in debug), err  # ours are shown
+    assert any("RuntimeWarning: invalid value" in line for line in debug), err  # library warnings only as debug
+
+    assert main(align) == 0
+    err = capsys.readouterr().err
+    assert "RuntimeWarning" not in err and "DEBUG" not in err and "library chatter" not in err
+
+
+# ---------------------------------------------------------------- 7. a score much longer than the audio
+
+@pytest.mark.parametrize("method", ["none", "dtw", "dtw+crnn"])
+def test_times_are_clipped_into_the_audio_with_one_warning(tmp_path: Path, tiny_weights: Path, capsys: pytest.CaptureFixture[str], method: str) -> None:
+    import numpy as np
+    import pandas as pd
+    import soundfile as sf
+
+    from conftest import SR, make_notes, synth
+    from midialign.io.midi import write_midi
+    from midialign.notes import Notes
+
+    played = make_notes(12, 0)
+    audio = tmp_path / "a.wav"
+    sf.write(audio, synth(played, played.end_time + 0.5), SR)
+    duration = sf.info(audio).duration
+    n = 120  # 30 s of score for 3.6 s of audio
+    on = -0.5 + 0.25 * np.arange(n)  # and it starts before 0 s
+    score = Notes(np.stack([on, on + 0.15], 1), np.random.default_rng(1).choice([48, 60, 64, 67, 72], n), np.full(n, 80))
+    midi = tmp_path / "long.mid"
+    write_midi(score.shifted(0.5), midi)
+    csv_path = tmp_path / "o.csv"
+    args = ["align", str(audio), str(midi), "-o", str(tmp_path / "o.mid"), "--csv", str(csv_path), "--json", str(tmp_path / "o.json"), "--method", method]
+    assert main([*args, "--weights", str(tiny_weights)] if "crnn" in method else args) == 0
+    err = capsys.readouterr().err
+    df = pd.read_csv(csv_path)
+    assert df["onset"].min() >= 0.0 and df["offset"].max() <= duration + 1e-6
+    assert (df["offset"] > df["onset"]).all()
+    clipped = [line for line in err.splitlines() if "clipped into it" in line]
+    assert len(clipped) == 1 and clipped[0].startswith("WARNING: ")
+    count = int(clipped[0].split()[1])
+    assert 0 < count <= n
+    assert "clipped into it" in (tmp_path / "o.json").read_text()
+    assert "Warning" not in err.replace("WARNING", "")  # no library warnings

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .alignment import Alignment
-from .config import DEFAULT_METHOD, METHODS, DTWConfig, FeatureConfig, InferenceConfig
+from .config import DEFAULT_METHOD, METHODS, MIN_NOTE_S, DTWConfig, FeatureConfig, InferenceConfig
 from .errors import InputError
 from .notes import Notes
 
@@ -101,6 +101,9 @@ class Aligner:
 
     def _result(self, notes: Notes, aligned: Notes, moved: np.ndarray, conf: np.ndarray, *, method: str, duration: float,
                 path: np.ndarray | None, timings: dict[str, float], warnings: list[str]) -> Alignment:
+        aligned, n_clipped = clip_to_audio(aligned, duration)
+        if n_clipped:
+            warnings.append(f"{n_clipped} of {len(aligned)} notes fell outside the audio (0-{duration:.2f} s) and were clipped into it")
         for w in warnings:
             log.warning(w)
         return Alignment(notes, aligned, moved, conf, method, duration, path, timings, tuple(warnings), self.inference.min_confidence)
@@ -127,6 +130,25 @@ def load_inputs(audio: AudioInput, notes: NotesInput, *, sample_rate: int) -> tu
     if not np.isfinite(notes.intervals).all():
         raise InputError("note times must be finite")
     return y, notes
+
+
+def clip_to_audio(notes: Notes, duration_s: float) -> tuple[Notes, int]:
+    """(notes clipped into the audio, how many were clipped). Times in seconds.
+
+    A note starting before 0 s or after duration_s - MIN_NOTE_S, or ending after duration_s, gets
+    its onset clipped to [0, duration_s - MIN_NOTE_S] and its offset to [onset + MIN_NOTE_S,
+    duration_s]; other notes keep their times. Pedal times are clipped to [0, duration_s].
+    A score much longer than its recording leaves notes outside it (DTW pads both ends).
+    """
+    on, off = notes.onsets, notes.offsets
+    last_onset = max(duration_s - MIN_NOTE_S, 0.0)
+    outside = (on < 0.0) | (on > last_onset) | (off > duration_s)
+    new_on = np.clip(on, 0.0, last_onset)
+    new_off = np.maximum(np.minimum(off, duration_s), new_on + MIN_NOTE_S)
+    intervals = np.where(outside[:, None], np.stack([new_on, new_off], 1), notes.intervals)
+    pedal = notes.pedal.copy()
+    pedal[:, 0] = np.clip(pedal[:, 0], 0.0, duration_s)
+    return notes.with_times(intervals, pedal), int(outside.sum())
 
 
 def sanity_warnings(notes: Notes, audio_s: float) -> list[str]:

@@ -189,8 +189,10 @@ def align_pair(pair: Pair, *, out_dir: Path, method: str, weights: Path | None) 
         from ..io.atomic import atomic_write_bytes
         from ..io.midi import midi_bytes
         from ..io.writers import json_text
+        from .running import library_warnings_to_debug
 
-        result = _worker_aligner(weights).align(pair.audio, pair.midi, method=method)
+        with library_warnings_to_debug():
+            result = _worker_aligner(weights).align(pair.audio, pair.midi, method=method)
         mid, js = pair_outputs(out_dir, pair)
         atomic_write_text(js, json_text(result, audio=pair.audio, notes=pair.midi))
         atomic_write_bytes(mid, midi_bytes(result.notes))  # last: its existence means "finished"
@@ -283,8 +285,10 @@ def _execute(todo: list[Pair], cfg: BatchConfig) -> Iterator[PairResult]:
     if cfg.executor == "ray":
         yield from _execute_ray(todo, cfg)
     elif cfg.jobs == 1 or len(todo) == 1:
+        from .running import run_interruptibly
+
         for p in todo:
-            yield align_pair(p, out_dir=cfg.out_dir, method=cfg.method, weights=cfg.weights)
+            yield run_interruptibly(lambda: align_pair(p, out_dir=cfg.out_dir, method=cfg.method, weights=cfg.weights))
     else:
         yield from _execute_processes(todo, cfg)
 

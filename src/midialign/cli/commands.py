@@ -57,8 +57,11 @@ def _run_align(args: argparse.Namespace) -> int:
 
     from ..aligner import Aligner
     from ..config import InferenceConfig
+    from .running import library_warnings_to_debug, run_interruptibly
 
-    result = Aligner(args.weights, inference=InferenceConfig(offsets=args.offsets)).align(args.audio, args.midi, method=args.method)
+    aligner = Aligner(args.weights, inference=InferenceConfig(offsets=args.offsets))
+    with library_warnings_to_debug():
+        result = run_interruptibly(lambda: aligner.align(args.audio, args.midi, method=args.method))
     png = None
     if args.plot:
         from ..plot import plot_png
