@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import midialign
@@ -17,6 +19,7 @@ from conftest import TinyPair, write_pair
 from midialign.cli import main
 from midialign.cli.batch import BatchConfig, find_pairs, run_batch
 from midialign.io.atomic import write_all
+from midialign.io.midi import read_midi
 
 
 def one_error_line(err: str) -> str:
@@ -297,3 +300,157 @@ def test_times_are_clipped_into_the_audio_with_one_warning(tmp_path: Path, tiny_
     assert 0 < count <= n
     assert "clipped into it" in (tmp_path / "o.json").read_text()
     assert "Warning" not in err.replace("WARNING", "")  # no library warnings
+
+
+# ---------------------------------------------------------------- 10. small gaps
+
+KERN = "**kern\n*M4/4\n=1\n4c\n4e\n4g\n4cc\n=2\n2d\n2B\n==\n*-\n"
+MEI = """<?xml version="1.0" encoding="UTF-8"?>
+<mei xmlns="http://www.music-encoding.org/ns/mei" meiversion="4.0.1">
+  <meiHead><fileDesc><titleStmt><title>t</title></titleStmt><pubStmt/></fileDesc></meiHead>
+  <music><body><mdiv><score>
+    <scoreDef meter.count="4" meter.unit="4"><staffGrp><staffDef n="1" lines="5" clef.shape="G" clef.line="2"/></staffGrp></scoreDef>
+    <section>
+      <measure n="1"><staff n="1"><layer n="1">
+        <note xml:id="n1" pname="c" oct="4" dur="4"/><note xml:id="n2" pname="e" oct="4" dur="4"/>
+        <note xml:id="n3" pname="g" oct="4" dur="4"/><note xml:id="n4" pname="c" oct="5" dur="4"/>
+      </layer></staff></measure>
+      <measure n="2"><staff n="1"><layer n="1">
+        <note xml:id="n5" pname="d" oct="4" dur="2"/><note xml:id="n6" pname="b" oct="3" dur="2"/>
+      </layer></staff></measure>
+    </section>
+  </score></mdiv></body></music>
+</mei>
+"""
+MELODY_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<score-partwise version="3.1">
+  <part-list><score-part id="P1"><part-name>Piano</part-name></score-part></part-list>
+  <part id="P1">
+    <measure number="1">
+      <attributes><divisions>1</divisions><time><beats>4</beats><beat-type>4</beat-type></time><clef><sign>G</sign><line>2</line></clef></attributes>
+      <note><pitch><step>C</step><octave>4</octave></pitch><duration>1</duration><type>quarter</type></note>
+      <note><pitch><step>E</step><octave>4</octave></pitch><duration>1</duration><type>quarter</type></note>
+      <note><pitch><step>G</step><octave>4</octave></pitch><duration>1</duration><type>quarter</type></note>
+      <note><pitch><step>C</step><octave>5</octave></pitch><duration>1</duration><type>quarter</type></note>
+    </measure>
+    <measure number="2">
+      <note><pitch><step>D</step><octave>4</octave></pitch><duration>2</duration><type>half</type></note>
+      <note><pitch><step>B</step><octave>3</octave></pitch><duration>2</duration><type>half</type></note>
+    </measure>
+  </part>
+</score-partwise>
+"""
+MXL_CONTAINER = """<?xml version="1.0" encoding="UTF-8"?>
+<container><rootfiles><rootfile full-path="score.musicxml" media-type="application/vnd.recordare.musicxml+xml"/></rootfiles></container>
+"""
+
+
+def write_score(path: Path) -> Path:
+    """The same six-note melody (C4 E4 G4 C5 | D4 B3) in the format path's suffix names."""
+    import gzip
+    import zipfile
+
+    name = path.name.lower()
+    if name.endswith(".musicxml.gz"):
+        path.write_bytes(gzip.compress(MELODY_XML.encode()))
+    elif name.endswith(".mxl"):
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("META-INF/container.xml", MXL_CONTAINER)
+            z.writestr("score.musicxml", MELODY_XML)
+    elif name.endswith(".krn"):
+        path.write_text(KERN)
+    elif name.endswith(".mei"):
+        path.write_text(MEI)
+    else:
+        path.write_text(MELODY_XML)
+    return path
+
+
+# Not importorskip: a plain `import partitura` may try to download a soundfont (io.score.import_partitura avoids it).
+needs_partitura = pytest.mark.skipif(importlib.util.find_spec("partitura") is None, reason="scores need partitura (optional extra)")
+
+
+@needs_partitura
+@pytest.mark.parametrize("name", ["s.musicxml", "s.musicxml.gz", "s.mxl", "s.mei", "s.krn"])
+def test_score_formats_partitura_reads(tmp_path: Path, name: str) -> None:
+    from midialign.io.reader import read_notes
+    from midialign.io.score import is_score
+
+    path = write_score(tmp_path / name)
+    assert is_score(path)
+    notes = read_notes(path)
+    assert notes.pitches.tolist() == [60, 64, 67, 72, 62, 59]
+    assert np.allclose(notes.onsets, [0.0, 0.6, 1.2, 1.8, 2.4, 3.6])
+
+
+@needs_partitura
+def test_gzipped_score_aligns_through_the_cli(tiny_pair: TinyPair, tmp_path: Path) -> None:
+    score = write_score(tmp_path / "s.musicxml.gz")
+    assert main(["align", str(tiny_pair.audio), str(score), "-o", str(tmp_path / "o.mid"), "--method", "none"]) == 0
+    assert len(read_midi(tmp_path / "o.mid")) == 6
+
+
+def test_csv_input_index_maps_notes_to_their_rows_when_some_are_dropped(tiny_pair: TinyPair, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    # Two tracks; the second starts earlier. Rows 1 and 2 are out of the piano's range.
+    for track in ([(60, 1.0), (10, 1.2)], [(120, 0.1), (64, 0.2), (67, 0.6)]):
+        inst = pretty_midi.Instrument(program=0)
+        inst.notes += [pretty_midi.Note(80, pitch, start, start + 0.15) for pitch, start in track]
+        pm.instruments.append(inst)
+    midi = tmp_path / "mixed.mid"
+    pm.write(str(midi))
+    rows = [n.pitch for inst in pretty_midi.PrettyMIDI(str(midi)).instruments for n in inst.notes]
+    assert rows == [60, 10, 120, 64, 67]  # the file's rows, as pretty_midi reads them
+
+    rc = main(["align", str(tiny_pair.audio), str(midi), "-o", str(tmp_path / "o.mid"), "--csv", str(tmp_path / "o.csv"), "--method", "none"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "dropped 2 notes outside the piano range" in err
+    df = pd.read_csv(tmp_path / "o.csv")
+    assert df["pitch"].tolist() == [64, 67, 60]  # sorted by onset
+    assert df["input_index"].tolist() == [3, 4, 0]
+
+
+def test_input_index_of_a_note_table_is_its_data_row(tmp_path: Path) -> None:
+    from midialign.io.reader import read_notes_indexed
+
+    table = tmp_path / "in.tsv"
+    table.write_text("onset\toffset\tpitch\tvelocity\n1.0\t1.2\t60\t80\n\n0.2\t0.4\t64\t80\n0.6\t0.7\t67\t80\n")
+    notes, rows = read_notes_indexed(table)
+    assert notes.pitches.tolist() == [64, 67, 60] and rows.tolist() == [1, 2, 0]
+
+
+def test_evaluate_against_a_plain_reference_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from conftest import notes_from_rows
+    from midialign.io.midi import write_midi
+    from midialign.io.table import write_note_table
+
+    reference = notes_from_rows([(0.5, 0.9, 60), (1.0, 1.4, 64), (1.5, 1.9, 67), (2.0, 2.4, 72)])
+    ref = tmp_path / "ref.tsv"
+    write_note_table(reference, ref)
+    # 0 and 40 ms off; the third note lost; an extra note.
+    estimate = notes_from_rows([(0.5, 0.9, 60), (1.04, 1.4, 64), (2.0, 2.4, 72), (2.5, 2.6, 50)])
+    est = tmp_path / "est.mid"
+    write_midi(estimate, est)
+    out_json = tmp_path / "scores.json"
+    assert main(["evaluate", "--reference", str(ref), str(est), "--json", str(out_json)]) == 0
+    assert f"reference {ref}" in capsys.readouterr().out
+    doc = json.loads(out_json.read_text())
+    assert doc["reference"] == str(ref)
+    scores = doc["scores"]
+    within = {k: v for k, v in scores.items() if "25" in k and "onset" in k}
+    assert within and all(abs(v - 0.5) < 1e-6 for v in within.values()), scores  # 2 of 4 within 25 ms
+
+
+def test_evaluate_needs_a_case_or_a_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["evaluate", str(tmp_path / "est.mid")])
+    assert rc == 1 and "either a case folder or --reference" in capsys.readouterr().err
+
+
+def test_gitignore_has_venv() -> None:
+    gitignore = Path(__file__).resolve().parents[1] / ".gitignore"
+    assert ".venv/" in gitignore.read_text().splitlines()

@@ -30,7 +30,8 @@ PARENT_POLL_S = 0.5
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm")
 MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 TABLE_SUFFIXES = (".tsv", ".csv", ".txt")
-SCORE_SUFFIXES = (".musicxml", ".xml", ".mxl", ".mei", ".krn")
+# Scores are read by partitura; gzipped MusicXML is unpacked first (partitura reads .mxl itself).
+SCORE_SUFFIXES = (".musicxml", ".xml", ".mxl", ".musicxml.gz", ".xml.gz", ".mei", ".krn", ".kern")
 
 
 @dataclass(frozen=True)
