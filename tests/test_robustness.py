@@ -238,7 +238,7 @@ def test_ctrl_c_stops_align_within_a_second_even_inside_c_code(tiny_pair: TinyPa
     assert not (tmp_path / "o.mid").exists()
 
 
-def test_verbose_shows_our_debug_lines_but_not_other_libraries(tiny_pair: TinyPair, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verbose_shows_our_debug_lines_but_not_other_libraries(tiny_pair: TinyPair, tmp_path: Path, tiny_weights: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
     import warnings
 
@@ -253,7 +253,7 @@ def test_verbose_shows_our_debug_lines_but_not_other_libraries(tiny_pair: TinyPa
         return real(*args, **kwargs)
 
     monkeypatch.setattr(features, "compute_features", noisy_features)
-    align = ["align", str(tiny_pair.audio), str(tiny_pair.midi), "-o", str(tmp_path / "o.mid"), "--method", "dtw"]
+    align = ["align", str(tiny_pair.audio), str(tiny_pair.midi), "-o", str(tmp_path / "o.mid"), "--method", "crnn", "--weights", str(tiny_weights)]
     assert main(["-v", *align]) == 0
     err = capsys.readouterr().err
     assert "library chatter" not in err
