@@ -156,8 +156,9 @@ def _init_pool_worker(threads: int, parent_pid: int) -> None:
 def die_with_parent(parent_pid: int) -> None:
     """End this process as soon as parent_pid stops being its parent (the parent died, even by SIGKILL).
 
-    Linux: the kernel sends SIGKILL (PR_SET_PDEATHSIG). Everywhere, and for a parent that died
-    before that was set: a daemon thread polls the parent pid every PARENT_POLL_S seconds.
+    Linux: the kernel sends SIGKILL (PR_SET_PDEATHSIG; strictly, when the parent's thread that
+    started the pool ends, which is the thread running the batch). Everywhere, and for a parent that
+    died before that was set: a daemon thread polls the parent pid every PARENT_POLL_S seconds.
     """
     if sys.platform.startswith("linux"):
         import ctypes
