@@ -144,6 +144,7 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="fi
 def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
     pairs = batch_pairs(tmp_path / "in", 6)
     main_proc = cli_process("batch", str(pairs), "--out", str(tmp_path / "out"), "--jobs", "2", "--method", "dtw", "-q", stderr=subprocess.DEVNULL)
+    workers: list[int] = []
     try:
         workers = wait_for(lambda: len(live_workers(main_proc.pid)) >= 2 and live_workers(main_proc.pid), 60, "two workers")
         assert main_proc.poll() is None, "the batch ended before it could be killed"
@@ -155,8 +156,9 @@ def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
         survivors = [w for w in workers if alive(w)]
     finally:
         main_proc.kill()
-        for w in live_workers(main_proc.pid) + [w for w in locals().get("workers", []) if alive(w)]:
-            os.kill(w, signal.SIGKILL)
+        for w in workers:  # leave nothing behind, pass or fail
+            if alive(w):
+                os.kill(w, signal.SIGKILL)
     assert survivors == [], f"workers {survivors} outlived their killed parent by 5 s"
 
 

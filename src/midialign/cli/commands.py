@@ -171,14 +171,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     from ..errors import InputError
     from ..evaluation.metrics import estimate_errors, format_scores, score_errors
-    from ..io.atomic import atomic_write_text
+    from ..io.atomic import atomic_write_text, check_writable
     from ..io.reader import read_notes
 
     if (args.case_dir is None) == (args.reference is None):
         raise InputError("give either a case folder or --reference REF.tsv (not both)")
     if args.json_out:
-        from ..io.atomic import check_writable
-
         check_writable(Path(args.json_out), "--json")
     if args.reference:
         from ..io.table import read_note_table
