@@ -206,6 +206,30 @@ def test_pairs_finished_but_unreported_at_ctrl_c_count_as_done(tmp_path: Path, m
     assert rows["p1"]["notes"] == "8"  # read back from its JSON
 
 
+def test_a_pair_abandoned_at_ctrl_c_writes_nothing_afterwards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--jobs 1 aligns in a thread that outlives the interrupt: it must not write behind the summary's back."""
+    import _thread
+    import threading
+
+    import midialign.aligner
+
+    real_align = midialign.aligner.Aligner.align
+
+    def slow_align(self, *args, **kwargs):
+        time.sleep(1.0)
+        return real_align(self, *args, **kwargs)
+
+    monkeypatch.setattr(midialign.aligner.Aligner, "align", slow_align)
+    out = tmp_path / "out"
+    threading.Timer(0.3, _thread.interrupt_main).start()  # Ctrl-C while the first pair is aligning
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(find_pairs(batch_pairs(tmp_path / "in", 2)), BatchConfig(out_dir=out, method="none", progress=False))
+    time.sleep(1.5)  # the abandoned thread has finished its alignment by now
+    assert not list(out.glob("*.mid")) and not list(out.glob("*.json"))
+    rows = list(csv.DictReader((out / "batch_summary.csv").open()))
+    assert [r["status"] for r in rows] == ["interrupted", "interrupted"]
+
+
 # ---------------------------------------------------------------- 9. Ctrl-C mid-stage, -v noise
 
 # A feature stage that spends seconds inside one C call, where Python cannot deliver Ctrl-C.

@@ -126,6 +126,10 @@ def _scan_dir(root: Path) -> list[Pair]:
 # ---------------------------------------------------------------- one pair (runs in workers)
 
 _ALIGNERS: dict[str, object] = {}
+# With --jobs 1 pairs are aligned in a daemon thread that outlives a Ctrl-C (cli.running.run_interruptibly):
+# once _STOPPED is set it writes nothing more, and the summary re-checks the outputs under _WRITING.
+_WRITING = threading.Lock()
+_STOPPED = threading.Event()
 
 
 def _worker_aligner(weights: Path | None):
@@ -195,8 +199,11 @@ def align_pair(pair: Pair, *, out_dir: Path, method: str, weights: Path | None) 
         with library_warnings_to_debug():
             result = _worker_aligner(weights).align(pair.audio, pair.midi, method=method)
         mid, js = pair_outputs(out_dir, pair)
-        atomic_write_text(js, json_text(result, audio=pair.audio, notes=pair.midi))
-        atomic_write_bytes(mid, midi_bytes(result.notes))  # last: its existence means "finished"
+        with _WRITING:
+            if _STOPPED.is_set():
+                raise KeyboardInterrupt
+            atomic_write_text(js, json_text(result, audio=pair.audio, notes=pair.midi))
+            atomic_write_bytes(mid, midi_bytes(result.notes))  # last: its existence means "finished"
         return replace(base, status="done", notes=len(result.notes), seconds=time.perf_counter() - t0)
     except Exception as exc:  # a bad pair must not stop the batch
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -229,6 +236,7 @@ def run_batch(pairs: list[Pair], cfg: BatchConfig) -> list[PairResult]:
     """Run all unfinished pairs; return one result per pair (input order) and write the summary CSV."""
     _check_config(pairs, cfg)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    _STOPPED.clear()
     results: dict[str, PairResult] = {}
     todo = []
     for p in pairs:
@@ -246,14 +254,16 @@ def run_batch(pairs: list[Pair], cfg: BatchConfig) -> list[PairResult]:
                 log.error("%s: failed: %s", res.name, res.error)
     except KeyboardInterrupt:
         # A pair may have finished after its last report: its outputs, not the reports, say it is done.
-        for p in todo:
-            mid, js = pair_outputs(cfg.out_dir, p)
-            for out in (mid, js):
-                remove_temporaries(out)  # a stopped worker may have been writing
-            if p.name not in results:
-                done = mid.is_file()
-                results[p.name] = PairResult(p.name, "done" if done else "interrupted", _notes_from_summary(js) if done else None,
-                                             audio=str(p.audio), midi=str(p.midi))
+        _STOPPED.set()
+        with _WRITING:
+            for p in todo:
+                mid, js = pair_outputs(cfg.out_dir, p)
+                for out in (mid, js):
+                    remove_temporaries(out)  # a stopped worker may have been writing
+                if p.name not in results:
+                    done = mid.is_file()
+                    results[p.name] = PairResult(p.name, "done" if done else "interrupted", _notes_from_summary(js) if done else None,
+                                                 audio=str(p.audio), midi=str(p.midi))
         write_summary_csv([results[p.name] for p in pairs], cfg.out_dir / SUMMARY_NAME)
         raise
     ordered = [results[p.name] for p in pairs]
