@@ -23,11 +23,15 @@ DEFAULT_METHOD = "dtw+crnn"
 # The shipped model, a file in the package's weights/ folder.
 DEFAULT_WEIGHTS = "default.pt"
 
+# A batch worker checks this often whether its parent process is still alive.
+PARENT_POLL_S = 0.5
+
 # File types, by lower-case suffix.
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm")
 MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 TABLE_SUFFIXES = (".tsv", ".csv", ".txt")
-SCORE_SUFFIXES = (".musicxml", ".xml", ".mxl", ".mei", ".krn")
+# Scores are read by partitura; gzipped MusicXML is unpacked first (partitura reads .mxl itself).
+SCORE_SUFFIXES = (".musicxml", ".xml", ".mxl", ".musicxml.gz", ".xml.gz", ".mei", ".krn", ".kern")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 def _register_align(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("align", help="align a MIDI (or score / note table) to a piano recording")
     p.add_argument("audio", help="recording: wav, flac, ogg, mp3, ...")
-    p.add_argument("midi", help="MIDI, note table (.tsv/.csv) or score (.musicxml/.mei/.krn)")
+    p.add_argument("midi", help="MIDI, note table (.tsv/.csv) or score (.musicxml, .mxl, .musicxml.gz, .mei, .krn)")
     p.add_argument("-o", "--output", required=True, help="aligned MIDI to write")
     p.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS, help=f"default: {DEFAULT_METHOD}")
     p.add_argument("--csv", help="also write a per-note CSV table")
@@ -57,8 +57,11 @@ def _run_align(args: argparse.Namespace) -> int:
 
     from ..aligner import Aligner
     from ..config import InferenceConfig
+    from .running import library_warnings_to_debug, run_interruptibly
 
-    result = Aligner(args.weights, inference=InferenceConfig(offsets=args.offsets)).align(args.audio, args.midi, method=args.method)
+    aligner = Aligner(args.weights, inference=InferenceConfig(offsets=args.offsets))
+    with library_warnings_to_debug():
+        result = run_interruptibly(lambda: aligner.align(args.audio, args.midi, method=args.method))
     png = None
     if args.plot:
         from ..plot import plot_png
@@ -152,27 +155,46 @@ def _run_train(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- evaluate
 
 def _register_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score an aligned MIDI against an evaluation case's reference")
-    p.add_argument("case_dir", help="case folder: audio.*, input.mid, reference.tsv, meta.json")
+    p = sub.add_parser("evaluate", help="score an aligned MIDI against an evaluation case's reference, or against a reference note table")
+    p.add_argument("case_dir", nargs="?", help="case folder: audio.*, input.mid, reference.tsv, meta.json (or give --reference)")
     p.add_argument("estimate", help="aligned MIDI (or note table) to score")
+    p.add_argument("--reference", metavar="REF.tsv",
+                   help="note table (onset offset pitch [velocity]) instead of a case folder: row i is the true timing of note i, a nan onset is not scored; "
+                        "an estimate with other notes is paired by pitch and onset")
     p.add_argument("--json", dest="json_out", help="also write the scores as JSON")
     p.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
-    from ..evaluation.cases import load_case, score_case
-    from ..evaluation.metrics import format_scores
-    from ..io.atomic import atomic_write_text
+    from ..errors import InputError
+    from ..evaluation.metrics import estimate_errors, format_scores, score_errors
+    from ..io.atomic import atomic_write_text, check_writable
     from ..io.reader import read_notes
 
-    case = load_case(args.case_dir)
-    scores = score_case(case, read_notes(args.estimate))
-    print(f"case {case.name}: {args.estimate}")
+    if (args.case_dir is None) == (args.reference is None):
+        raise InputError("give either a case folder or --reference REF.tsv (not both)")
+    if args.json_out:
+        check_writable(Path(args.json_out), "--json")
+    if args.reference:
+        from ..io.table import read_note_table
+
+        reference = read_note_table(args.reference, keep_order=True)
+        scores = score_errors(estimate_errors(reference, read_notes(args.estimate)))
+        source = {"reference": str(args.reference)}
+        print(f"reference {args.reference}: {args.estimate}")
+    else:
+        from ..evaluation.cases import load_case, score_case
+
+        case = load_case(args.case_dir)
+        scores = score_case(case, read_notes(args.estimate))
+        source = {"case": case.name}
+        print(f"case {case.name}: {args.estimate}")
     print(format_scores(scores))
     if args.json_out:
-        doc = {"case": case.name, "estimate": str(args.estimate), "scores": scores.to_dict()}
+        doc = {**source, "estimate": str(args.estimate), "scores": scores.to_dict()}
         atomic_write_text(args.json_out, json.dumps(doc, indent=2, allow_nan=False) + "\n")
     return 0
 

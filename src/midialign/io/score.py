@@ -1,6 +1,7 @@
-"""Scores (MusicXML, MEI, kern) through partitura: their notes, and the ids that name them."""
+"""Scores (MusicXML, also .mxl and .musicxml.gz; MEI; kern) through partitura: their notes, and the ids that name them."""
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import sys
 from pathlib import Path
@@ -16,7 +17,11 @@ def load_unfolded_score(path: str | Path):
     """(partitura part with parts merged and repeats unfolded maximally, its note array)."""
     pt = import_partitura()
     try:
-        score = pt.load_score(str(path))
+        if str(path).lower().endswith(".gz"):
+            with gzip.open(path) as xml:
+                score = pt.load_musicxml(xml)
+        else:
+            score = pt.load_score(str(path))
         part = pt.score.unfold_part_maximal(pt.score.merge_parts(score.parts))
         return part, part.note_array()
     except Exception as exc:
@@ -24,33 +29,42 @@ def load_unfolded_score(path: str | Path):
 
 
 def is_score(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in SCORE_SUFFIXES
+    """True for the score files partitura reads, by suffix (double ones such as .musicxml.gz included)."""
+    return Path(path).name.lower().endswith(SCORE_SUFFIXES)
 
 
 def _piano_notes(path: str | Path):
-    """(unfolded part, its note array restricted to A0-C8 in Notes order: (onset, pitch, offset))."""
+    """(unfolded part, its note array restricted to A0-C8 in Notes order: (onset, pitch, offset),
+    each of those notes' row in the unfolded note array)."""
     part, na = load_unfolded_score(path)
-    na = na[(na["pitch"] >= PITCH_MIN) & (na["pitch"] <= PITCH_MAX)]
-    if not len(na):
+    kept = np.flatnonzero((na["pitch"] >= PITCH_MIN) & (na["pitch"] <= PITCH_MAX))
+    if not len(kept):
         raise InputError(f"{path}: score contains no piano-range notes")
+    na = na[kept]
     on = na["onset_beat"].astype(np.float64)
     off = on + np.maximum(na["duration_beat"].astype(np.float64), 1e-3)
-    return part, na[np.lexsort((off, na["pitch"], on))]
+    order = np.lexsort((off, na["pitch"], on))
+    return part, na[order], kept[order]
 
 
 def read_score(path: str | Path, *, tempo_bpm: float = 100.0) -> Notes:
     """Notes of a MusicXML/MEI/kern score (partitura, optional): parts merged, repeats unfolded,
     beats played at tempo_bpm from time 0 s."""
-    _, na = _piano_notes(path)
+    return read_score_indexed(path, tempo_bpm=tempo_bpm)[0]
+
+
+def read_score_indexed(path: str | Path, *, tempo_bpm: float = 100.0) -> tuple[Notes, np.ndarray]:
+    """(read_score(path), (n,) int: note i's row in partitura's note array of the unfolded score)."""
+    _, na, rows = _piano_notes(path)
     sec_per_beat = 60.0 / tempo_bpm
     on = (na["onset_beat"] - na["onset_beat"].min()) * sec_per_beat
     off = on + np.maximum(na["duration_beat"], 1e-3) * sec_per_beat
-    return Notes(np.stack([on, off], 1), na["pitch"], np.full(len(na), 64))
+    return Notes(np.stack([on, off], 1), na["pitch"], np.full(len(na), 64)), rows
 
 
 def score_note_ids(path: str | Path):
     """(unfolded part, (n,) note ids, (n,) pitches), note i being note i of read_score(path)."""
-    part, na = _piano_notes(path)
+    part, na, _ = _piano_notes(path)
     return part, na["id"], na["pitch"]
 
 

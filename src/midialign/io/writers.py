@@ -29,7 +29,7 @@ log = logging.getLogger("midialign")
 
 _NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 OUTPUT_OPTIONS = {"midi": "-o", "csv": "--csv", "sv": "--sv", "match": "--match", "json": "--json", "plot": "--plot"}
-CSV_COLUMNS = ("index", "pitch", "velocity", "input_onset", "input_offset", "onset", "offset", "moved", "confidence")
+CSV_COLUMNS = ("index", "input_index", "pitch", "velocity", "input_onset", "input_offset", "onset", "offset", "moved", "confidence")
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,8 @@ def write_outputs(result: Alignment, paths: OutputPaths, *, audio: str | Path, n
 # ---------------------------------------------------------------- tables
 
 def csv_text(result: Alignment) -> str:
-    """One row per input note, in input order: where it was, where it went, how sure."""
+    """One row per input note, in input order: where it was, where it went, how sure.
+    input_index is the note's row in the input file (see io.reader.read_notes_indexed)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
@@ -108,6 +109,7 @@ def csv_text(result: Alignment) -> str:
     for i in range(len(out)):
         w.writerow([
             i,
+            int(result.input_index[i]),
             int(out.pitches[i]),
             int(out.velocities[i]),
             f"{inp.intervals[i, 0]:.6f}",
