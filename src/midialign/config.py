@@ -213,10 +213,11 @@ class MidiOutputConfig:
     ticks_per_beat: int = 1920
     tempo_us: int = 500_000
     # --tempo-map: a note keeps its input tick when the tempo map plays that tick this close to its
-    # aligned time; otherwise it moves by ticks. With max_tick_s, every note lands within 1 ms.
-    grid_tolerance_s: float = 0.0005
+    # aligned time; otherwise it moves by ticks. With the plain output's 0.13 ms rounding and
+    # max_tick_s, every note then plays within 1 ms of the plain output.
+    grid_tolerance_s: float = 0.0008
     # Ticks are multiplied by the smallest integer that makes a tick last at most this long.
-    max_tick_s: float = 0.0005
+    max_tick_s: float = 0.0004
     # Tempo events at least this many beats apart (at most two per beat) ...
     min_tempo_spacing_beats: float = 0.5
     # ... and none that changes the tempo by less than this fraction.

@@ -35,7 +35,9 @@ OTHER, NOTE_ON, NOTE_OFF, TEMPO, END = range(5)
 DRUM_CHANNEL = 9
 MAX_TEMPO_US = 0xFFFFFF  # a set_tempo event holds 24 bits
 MAX_TICKS_PER_BEAT = 0x7FFF
-_KEEP_AT_START = {"program_change"}  # with meta events, these stay at tick 0 ahead of a lead-in
+# Events at tick 0 that set a track up: they stay at tick 0 ahead of a lead-in bar.
+_SETUP = {"track_name", "instrument_name", "time_signature", "key_signature", "copyright", "sequence_number",
+          "smpte_offset", "midi_port", "channel_prefix", "program_change"}
 
 
 @dataclass(frozen=True)
@@ -217,23 +219,26 @@ def _plain_midi(structure: MidiStructure, aligned: np.ndarray, cfg: MidiOutputCo
     return AlignedMidi(data, np.array([[0.0, 6e7 / cfg.tempo_us]]), report)
 
 
-def onset_time_map(src: np.ndarray, dst: np.ndarray):
+def onset_time_map(src: np.ndarray, dst: np.ndarray, *, edge_s: float = 2.0):
     """A monotone map of input seconds to aligned seconds through (src, dst) onset pairs.
 
-    Pairs sharing an input time give their median; the map never runs backwards and
-    continues at slope 1 beyond the first and last anchors.
+    Pairs sharing an input time give their median; the map never runs backwards. Before the
+    first and after the last anchor it goes on at the mean rate of the edge_s seconds there.
     """
     if len(src) == 0:
         return lambda t: np.asarray(t, dtype=np.float64)
     keys, inverse = np.unique(src, return_inverse=True)
-    medians = np.array([np.median(dst[inverse == k]) for k in range(len(keys))])
-    medians = np.maximum.accumulate(medians)
+    medians = np.maximum.accumulate(np.array([np.median(dst[inverse == k]) for k in range(len(keys))]))
+    first = min(int(np.searchsorted(keys, keys[0] + edge_s)), len(keys) - 1)
+    last = max(int(np.searchsorted(keys, keys[-1] - edge_s)) - 1, 0)
+    rate = lambda a, b: (medians[b] - medians[a]) / (keys[b] - keys[a]) if keys[b] > keys[a] and medians[b] > medians[a] else 1.0
+    head, tail = rate(0, first), rate(last, len(keys) - 1)
 
     def warp(t):
         t = np.asarray(t, dtype=np.float64)
         out = np.interp(t, keys, medians)
-        out = np.where(t < keys[0], medians[0] + (t - keys[0]), out)
-        return np.where(t > keys[-1], medians[-1] + (t - keys[-1]), out)
+        out = np.where(t < keys[0], medians[0] + head * (t - keys[0]), out)
+        return np.where(t > keys[-1], medians[-1] + tail * (t - keys[-1]), out)
 
     return warp
 
@@ -259,8 +264,7 @@ def _tempo_map_midi(structure: MidiStructure, aligned: np.ndarray, cfg: MidiOutp
 
     shift = np.full(len(structure.tick), round(lead_in * tpb) * scale, dtype=np.int64)
     if lead_in:
-        setup = (structure.tick == 0) & np.array([m.is_meta or m.type in _KEEP_AT_START for m in structure.messages])
-        shift[setup & (structure.kind != NOTE_ON) & (structure.kind != NOTE_OFF)] = 0
+        shift[(structure.tick == 0) & np.array([m.type in _SETUP for m in structure.messages])] = 0
     ticks = structure.tick * scale + shift
     on_out = ticks[structure.pairs[:, 0]]
     off_out = ticks[structure.pairs[:, 1]]
@@ -369,7 +373,7 @@ def _drop_steady(points: np.ndarray, steady: float) -> np.ndarray:
             a, b = out[-2], out[-1]
             before = (points[b, 1] - points[a, 1]) / (points[b, 0] - points[a, 0])
             after = (points[k, 1] - points[b, 1]) / (points[k, 0] - points[b, 0])
-            if abs(after / before - 1.0) < steady:
+            if before > 0 and abs(after / before - 1.0) < steady:
                 out[-1] = k
                 changed = True
             else:

@@ -120,10 +120,12 @@ def score_midi(path: str | Path):
     tpb = math.lcm(*divs) if divs else SCORE_MIDI_TICKS_FALLBACK
     if tpb > 0x7FFF:
         tpb = SCORE_MIDI_TICKS_FALLBACK
-    to_tick = lambda quarters: int(round(float(quarters) * tpb))
+    first = parts[0]
+    # A pickup bar starts before quarter 0: the file starts with it.
+    origin = min(float(first.quarter_map(m.start.t)) for m in first.iter_all(pt.score.Measure)) if first.measures else 0.0
+    to_tick = lambda quarters: int(round((float(quarters) - origin) * tpb))
 
     conductor = [(0, mido.MetaMessage("track_name", name=Path(path).stem))]
-    first = parts[0]
     bar_sig = None
     for m in first.iter_all(pt.score.Measure):
         start, end = first.quarter_map(m.start.t), first.quarter_map(m.end.t)
