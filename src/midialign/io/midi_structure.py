@@ -14,6 +14,7 @@ channels, programs, controllers and meta events and changes only times:
 """
 from __future__ import annotations
 
+import copy
 import io
 import math
 from dataclasses import dataclass
@@ -227,8 +228,8 @@ def onset_time_map(src: np.ndarray, dst: np.ndarray, *, edge_s: float = 2.0):
     """
     if len(src) == 0:
         return lambda t: np.asarray(t, dtype=np.float64)
-    keys, inverse = np.unique(src, return_inverse=True)
-    medians = np.maximum.accumulate(np.array([np.median(dst[inverse == k]) for k in range(len(keys))]))
+    keys, medians = medians_by_key(src, dst)
+    medians = np.maximum.accumulate(medians)
     first = min(int(np.searchsorted(keys, keys[0] + edge_s)), len(keys) - 1)
     last = max(int(np.searchsorted(keys, keys[-1] - edge_s)) - 1, 0)
     rate = lambda a, b: (medians[b] - medians[a]) / (keys[b] - keys[a]) if keys[b] > keys[a] and medians[b] > medians[a] else 1.0
@@ -302,19 +303,28 @@ def beat_anchors(beats: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.n
     notes there, keeping the longest run of positions whose times strictly increase."""
     if len(beats) == 0:
         return np.zeros(0), np.zeros(0)
-    keys, inverse = np.unique(beats, return_inverse=True)
-    medians = np.array([np.median(times[inverse == k]) for k in range(len(keys))])
+    keys, medians = medians_by_key(beats, times)
     keep = _longest_increasing(medians)
     return keys[keep], medians[keep]
 
 
+def medians_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique keys, the median of the values at each key)."""
+    order = np.lexsort((values, keys))
+    k, v = keys[order], values[order]
+    unique, start, count = np.unique(k, return_index=True, return_counts=True)
+    return unique, (v[start + (count - 1) // 2] + v[start + count // 2]) / 2
+
+
 def _longest_increasing(values: np.ndarray) -> np.ndarray:
     """Indices of a longest strictly increasing subsequence (patience sorting)."""
+    import bisect
+
     tails: list[int] = []
     tail_values: list[float] = []
     parent = np.full(len(values), -1)
-    for i, v in enumerate(values):
-        j = int(np.searchsorted(tail_values, v, side="left"))
+    for i, v in enumerate(values.tolist()):
+        j = bisect.bisect_left(tail_values, v)
         parent[i] = tails[j - 1] if j else -1
         if j == len(tails):
             tails.append(i)
@@ -449,7 +459,10 @@ def _write(structure: MidiStructure, ticks: np.ndarray, on_ticks: np.ndarray, of
         trk = mido.MidiTrack()
         now = 0
         for t, _, _, msg in events:
-            trk.append(msg.copy(time=t - now))
+            # A shallow copy with a new delta time: msg.copy() re-validates every field (slow for big files).
+            moved = copy.copy(msg)
+            moved.__dict__["time"] = t - now
+            trk.append(moved)
             now = t
         trk.append(mido.MetaMessage("end_of_track", time=0))
         out.tracks.append(trk)
