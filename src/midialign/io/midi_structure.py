@@ -223,7 +223,7 @@ def _plain_midi(structure: MidiStructure, aligned: np.ndarray, cfg: MidiOutputCo
 def onset_time_map(src: np.ndarray, dst: np.ndarray, *, edge_s: float = 2.0):
     """A monotone map of input seconds to aligned seconds through (src, dst) onset pairs.
 
-    Pairs sharing an input time give their median; the map never runs backwards. Before the
+    Pairs sharing an input time give their median (medians_by_key); the map never runs backwards. Before the
     first and after the last anchor it goes on at the mean rate of the edge_s seconds there.
     """
     if len(src) == 0:
@@ -300,7 +300,7 @@ def _tempo_map_midi(structure: MidiStructure, aligned: np.ndarray, cfg: MidiOutp
 
 def beat_anchors(beats: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(beats, times) of one robust anchor per onset position: the median aligned time of the
-    notes there, keeping the longest run of positions whose times strictly increase."""
+    notes there (medians_by_key), keeping the longest run of positions whose times strictly increase."""
     if len(beats) == 0:
         return np.zeros(0), np.zeros(0)
     keys, medians = medians_by_key(beats, times)
@@ -309,11 +309,15 @@ def beat_anchors(beats: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def medians_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted unique keys, the median of the values at each key)."""
+    """(sorted unique keys, the median of the values at each key).
+
+    Of an even count, the lower middle value: a time one of the notes has, so that a
+    tempo map through it puts that note on its tick.
+    """
     order = np.lexsort((values, keys))
     k, v = keys[order], values[order]
     unique, start, count = np.unique(k, return_index=True, return_counts=True)
-    return unique, (v[start + (count - 1) // 2] + v[start + count // 2]) / 2
+    return unique, v[start + (count - 1) // 2]
 
 
 def _longest_increasing(values: np.ndarray) -> np.ndarray:
