@@ -323,3 +323,17 @@ def test_score_tempo_map_follows_parts_staves_and_bars(tmp_path: Path) -> None:
     part = parsed.parts[0]
     assert [ts.ratioString for ts in part.recurse().getElementsByClass("TimeSignature")][:2] == ["1/4", "3/4"]
     assert len(part.getElementsByClass("Measure")) == 3
+
+
+@pytest.mark.parametrize("start, lead_in", [(0.01, 0.0), (0.5, 4.0)])
+def test_one_chord_a_little_or_much_later(tmp_path: Path, start: float, lead_in: float) -> None:
+    from midialign.io.midi import write_midi
+
+    write_midi(Notes([[0, 1]] * 3, [60, 64, 67], [80] * 3), tmp_path / "chord.mid")
+    notes = read_midi(tmp_path / "chord.mid")
+    played = notes.intervals + start + np.array([[0.0], [0.01], [0.02]])
+    result = Alignment(notes, notes.with_times(played), np.zeros(3, bool), np.zeros(3), "none", 3.0)
+    out = aligned_midi(read_structure(tmp_path / "chord.mid"), result, name="chord", tempo_map=True)
+    assert out.report["lead_in_beats"] == lead_in  # a short wait moves the notes; a long one gets an empty 4/4 bar
+    assert out.report["n_tempo_events"] == len(out.tempo) == 1
+    assert_close(notes_by_track(out.data)[0], [(a, b, p) for (a, b), p in zip(played, notes.pitches)])

@@ -197,10 +197,11 @@ def aligned_midi(structure: MidiStructure, result: "Alignment", *, name: str, te
     """
     to_result = match_notes(structure.notes, result.input_notes, name=name, same_clock=same_clock)
     matched = structure.pair_note >= 0
+    pair_index = np.where(matched, to_result[np.maximum(structure.pair_note, 0)], -1)
     aligned = np.full((len(structure.pairs), 2), np.nan)
-    aligned[matched] = np.maximum(result.notes.intervals[to_result[structure.pair_note[matched]]], 0.0)
+    aligned[matched] = np.maximum(result.notes.intervals[pair_index[matched]], 0.0)
     if tempo_map:
-        return _tempo_map_midi(structure, aligned, cfg)
+        return _tempo_map_midi(structure, aligned, pair_index, cfg)
     return _plain_midi(structure, aligned, cfg)
 
 
@@ -246,14 +247,16 @@ def onset_time_map(src: np.ndarray, dst: np.ndarray, *, edge_s: float = 2.0):
 
 # ---------------------------------------------------------------- tempo map
 
-def _tempo_map_midi(structure: MidiStructure, aligned: np.ndarray, cfg: MidiOutputConfig) -> AlignedMidi:
+def _tempo_map_midi(structure: MidiStructure, aligned: np.ndarray, pair_index: np.ndarray, cfg: MidiOutputConfig) -> AlignedMidi:
+    """aligned: (P, 2) aligned [onset, offset] s of each pair (NaN: not a note the aligner saw);
+    pair_index: (P,) its index in the Alignment, for the report."""
     tpb = structure.ticks_per_beat
     matched = np.isfinite(aligned[:, 0])
     on_tick = structure.tick[structure.pairs[:, 0]]
     off_tick = structure.tick[structure.pairs[:, 1]]
     beats, times = beat_anchors(on_tick[matched] / tpb, aligned[matched, 0])
     lead_in = 0.0
-    if len(beats) and beats[0] == 0 and times[0] > cfg.grid_tolerance_s:
+    if len(beats) and beats[0] == 0 and times[0] > cfg.lead_in_after_s:
         # The score starts at tick 0 but the recording later: an empty first bar takes up the wait.
         lead_in = _first_bar_beats(structure)
     points = fit_tempo_points(beats + lead_in, times, cfg)
@@ -278,9 +281,9 @@ def _tempo_map_midi(structure: MidiStructure, aligned: np.ndarray, cfg: MidiOutp
         out[np.flatnonzero(matched)[moved]] = new[moved]
         if col == 0:
             off_grid[np.flatnonzero(matched)[moved]] = True
-    tempo_events = [(int(round(b * tpb_out)), int(u)) for b, u in zip(point_beats[:-1], tempo_us)] or [(0, 500_000)]
+    tempo_events = [(int(round(b * tpb_out)), int(u)) for b, u in zip(point_beats, tempo_us)]
     data = _write(structure, ticks, on_out, off_out, ticks_per_beat=tpb_out, tempo=tempo_events)
-    off_notes = np.sort(structure.pair_note[off_grid])
+    off_notes = np.sort(pair_index[off_grid])
     n = int(matched.sum())
     report = {
         "mode": "tempo_map",
@@ -294,8 +297,7 @@ def _tempo_map_midi(structure: MidiStructure, aligned: np.ndarray, cfg: MidiOutp
         "share_on_grid": round(float(1.0 - off_grid.sum() / max(n, 1)), 4),
         "off_grid_notes": off_notes[:200].tolist(),
     }
-    tempo = np.stack([point_s[:-1], 6e7 / tempo_us], 1) if len(tempo_us) else np.array([[0.0, 120.0]])
-    return AlignedMidi(data, tempo, report)
+    return AlignedMidi(data, np.stack([point_s[:len(tempo_us)], 6e7 / tempo_us], 1), report)
 
 
 def beat_anchors(beats: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -372,7 +374,7 @@ def fit_tempo_points(beats: np.ndarray, times: np.ndarray, cfg: MidiOutputConfig
     if points[0, 0] > 0:
         points = np.vstack([[0.0, 0.0], points])
     else:
-        points[0, 1] = 0.0  # tick 0 always plays at 0 s; the caller adds a lead-in when that is far off
+        points[0, 1] = 0.0  # tick 0 always plays at 0 s; the caller adds a lead-in bar when that is far off
     return _drop_steady(points, cfg.steady_tempo)
 
 
