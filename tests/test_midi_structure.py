@@ -337,3 +337,12 @@ def test_one_chord_a_little_or_much_later(tmp_path: Path, start: float, lead_in:
     assert out.report["lead_in_beats"] == lead_in  # a short wait moves the notes; a long one gets an empty 4/4 bar
     assert out.report["n_tempo_events"] == len(out.tempo) == 1
     assert_close(notes_by_track(out.data)[0], [(a, b, p) for (a, b), p in zip(played, notes.pitches)])
+
+
+def test_tempo_events_stay_two_per_beat_after_a_short_rest() -> None:
+    beats = np.array([0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0])
+    times = 0.1 + np.array([0.0, 0.3, 0.55, 0.9, 1.1, 1.45, 2.0])  # no steady tempo anywhere
+    points = fit_tempo_points(beats, times, MidiOutputConfig())
+    assert points[0].tolist() == [0.0, 0.0]
+    assert np.bincount(np.floor(points[:-1, 0]).astype(int)).max() <= 2
+    assert np.all(np.diff(points[:, 0]) >= 0.5)

@@ -355,6 +355,11 @@ def fit_tempo_points(beats: np.ndarray, times: np.ndarray, cfg: MidiOutputConfig
     """
     if len(beats) == 0:
         return np.array([[0.0, 0.0]])
+    # Tick 0 always plays at 0 s (the caller adds a lead-in bar when the first anchor is far later).
+    if beats[0] > 0:
+        beats, times = np.concatenate([[0.0], beats]), np.concatenate([[0.0], times])
+    else:
+        times = np.concatenate([[0.0], times[1:]])
     corners = [0]
     i = 0
     while i < len(beats) - 1:
@@ -370,12 +375,7 @@ def fit_tempo_points(beats: np.ndarray, times: np.ndarray, cfg: MidiOutputConfig
             best = k
         corners.append(best)
         i = best
-    points = np.stack([beats[corners], times[corners]], 1)
-    if points[0, 0] > 0:
-        points = np.vstack([[0.0, 0.0], points])
-    else:
-        points[0, 1] = 0.0  # tick 0 always plays at 0 s; the caller adds a lead-in bar when that is far off
-    return _drop_steady(points, cfg.steady_tempo)
+    return _drop_steady(np.stack([beats[corners], times[corners]], 1), cfg.steady_tempo)
 
 
 def _drop_steady(points: np.ndarray, steady: float) -> np.ndarray:
