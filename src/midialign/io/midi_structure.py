@@ -36,6 +36,7 @@ OTHER, NOTE_ON, NOTE_OFF, TEMPO, END = range(5)
 DRUM_CHANNEL = 9
 MAX_TEMPO_US = 0xFFFFFF  # a set_tempo event holds 24 bits
 MAX_TICKS_PER_BEAT = 0x7FFF
+COMMON_TICKS_PER_BEAT = 480
 # Events at tick 0 that set a track up: they stay at tick 0 ahead of a lead-in bar.
 _SETUP = {"track_name", "instrument_name", "time_signature", "key_signature", "copyright", "sequence_number",
           "smpte_offset", "midi_port", "channel_prefix", "program_change"}
@@ -262,6 +263,10 @@ def _tempo_map_midi(structure: MidiStructure, aligned: np.ndarray, pair_index: n
     points = fit_tempo_points(beats + lead_in, times, cfg)
     tempo_us, point_s = round_tempi(points, cfg)
     scale = max(1, math.ceil(tempo_us.max() / 1e6 / tpb / cfg.max_tick_s))
+    # Prefer a resolution DAWs use (a multiple of 480 ticks per beat) when the file allows it.
+    step = COMMON_TICKS_PER_BEAT // math.gcd(tpb, COMMON_TICKS_PER_BEAT)
+    if tpb * math.ceil(scale / step) * step <= MAX_TICKS_PER_BEAT:
+        scale = math.ceil(scale / step) * step
     scale = min(scale, MAX_TICKS_PER_BEAT // tpb)
     tpb_out = tpb * scale
     point_beats = points[:, 0]
