@@ -103,3 +103,81 @@ _MISSING = object()
 def _partitura_soundfont_present(spec) -> bool:
     roots = list(spec.submodule_search_locations or [])
     return any((Path(r) / "assets" / "MuseScore_General.sf3").exists() for r in roots)
+
+
+# Key names mido writes, by number of sharps (negative: flats) + 7.
+_MAJOR_KEYS = ("Cb", "Gb", "Db", "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#")
+_MINOR_KEYS = ("Abm", "Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm", "Am", "Em", "Bm", "F#m", "C#m", "G#m", "D#m", "A#m")
+SCORE_MIDI_TICKS_FALLBACK = 960
+
+
+def score_midi(path: str | Path):
+    """The score as a mido.MidiFile on its own beat grid, repeats unfolded as read_score unfolds them.
+
+    Track 0 holds the time and key signatures, one time signature per change of bar
+    length (a pickup bar of one beat in 4/4 gets 1/4, as a notation program writes it),
+    so the file has the score's bars. Then one track per part and staff, named after
+    them, on a channel per part. Ticks per beat are the least common multiple of the
+    parts' divisions per quarter note, so every onset is an exact tick.
+    """
+    import math
+
+    import mido
+
+    pt = import_partitura()
+    try:
+        parts = [pt.score.unfold_part_maximal(p) for p in pt.load_score(str(path)).parts]
+        arrays = [p.note_array(include_staff=True) for p in parts]
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable score ({type(exc).__name__}: {exc})") from None
+    divs = [int(d) for p in parts for d in np.asarray(p.quarter_durations())[:, 1]]
+    tpb = math.lcm(*divs) if divs else SCORE_MIDI_TICKS_FALLBACK
+    if tpb > 0x7FFF:
+        tpb = SCORE_MIDI_TICKS_FALLBACK
+    first = parts[0]
+    # A pickup bar starts before quarter 0: the file starts with it.
+    origin = min(float(first.quarter_map(m.start.t)) for m in first.iter_all(pt.score.Measure)) if first.measures else 0.0
+    to_tick = lambda quarters: int(round((float(quarters) - origin) * tpb))
+
+    conductor = [(0, mido.MetaMessage("track_name", name=Path(path).stem))]
+    bar_sig = None
+    for m in first.iter_all(pt.score.Measure):
+        start, end = first.quarter_map(m.start.t), first.quarter_map(m.end.t)
+        beats, beat_type, _ = first.time_signature_map(m.start.t)
+        numerator = (float(end) - float(start)) * int(beat_type) / 4
+        sig = (int(round(numerator)), int(beat_type)) if abs(numerator - round(numerator)) < 1e-6 and round(numerator) >= 1 else (int(beats), int(beat_type))
+        if sig != bar_sig:
+            conductor.append((to_tick(start), mido.MetaMessage("time_signature", numerator=sig[0], denominator=sig[1])))
+            bar_sig = sig
+    for ks in first.iter_all(pt.score.KeySignature):
+        names = _MINOR_KEYS if ks.mode == "minor" else _MAJOR_KEYS
+        conductor.append((to_tick(first.quarter_map(ks.start.t)), mido.MetaMessage("key_signature", key=names[int(np.clip(ks.fifths, -7, 7)) + 7])))
+
+    mf = mido.MidiFile(type=1, ticks_per_beat=tpb)
+    mf.tracks.append(_track(conductor))
+    for pi, (part, na) in enumerate(zip(parts, arrays)):
+        channel = pi % 15 + (pi % 15 >= 9)  # skip the drum channel
+        for staff in np.unique(na["staff"]):
+            rows = na[na["staff"] == staff]
+            label = part.part_name or part.id
+            events = [(0, mido.MetaMessage("track_name", name=f"{label} staff {int(staff)}" if len(np.unique(na["staff"])) > 1 else label)),
+                      (0, mido.Message("program_change", channel=channel, program=0))]
+            for on, dur, p in zip(rows["onset_quarter"], rows["duration_quarter"], rows["pitch"]):
+                t_on = to_tick(on)
+                events.append((t_on, mido.Message("note_on", channel=channel, note=int(p), velocity=64)))
+                events.append((max(to_tick(on + dur), t_on + 1), mido.Message("note_off", channel=channel, note=int(p), velocity=0)))
+            mf.tracks.append(_track(events))
+    return mf
+
+
+def _track(events: list):
+    """A mido track of (absolute tick, message), note-offs before other events at one tick."""
+    import mido
+
+    trk = mido.MidiTrack()
+    now = 0
+    for t, msg in sorted(events, key=lambda r: (r[0], r[1].type not in ("note_off", "track_name"))):
+        trk.append(msg.copy(time=t - now))
+        now = t
+    trk.append(mido.MetaMessage("end_of_track", time=0))
+    return trk
