@@ -13,15 +13,19 @@ from ..errors import InputError
 from ..notes import Notes
 
 
+def _load_score(pt, path: str | Path):
+    """partitura's Score of a file; gzipped MusicXML is unpacked first (partitura refuses .gz)."""
+    if str(path).lower().endswith(".gz"):
+        with gzip.open(path) as xml:
+            return pt.load_musicxml(xml)
+    return pt.load_score(str(path))
+
+
 def load_unfolded_score(path: str | Path):
     """(partitura part with parts merged and repeats unfolded maximally, its note array)."""
     pt = import_partitura()
     try:
-        if str(path).lower().endswith(".gz"):
-            with gzip.open(path) as xml:
-                score = pt.load_musicxml(xml)
-        else:
-            score = pt.load_score(str(path))
+        score = _load_score(pt, path)
         part = pt.score.unfold_part_maximal(pt.score.merge_parts(score.parts))
         return part, part.note_array()
     except Exception as exc:
@@ -126,7 +130,7 @@ def score_midi(path: str | Path):
 
     pt = import_partitura()
     try:
-        parts = [pt.score.unfold_part_maximal(p) for p in pt.load_score(str(path)).parts]
+        parts = [pt.score.unfold_part_maximal(p) for p in _load_score(pt, path).parts]
         arrays = [p.note_array(include_staff=True) for p in parts]
     except Exception as exc:
         raise InputError(f"{path}: not a readable score ({type(exc).__name__}: {exc})") from None
