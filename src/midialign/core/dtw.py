@@ -56,7 +56,7 @@ def dtw_path(
     `cqt` is an optional precomputed (88, T) log CQT from features.compute_features
     at `fps` frames/s (used by the "cqt" front end; computed here when absent).
     """
-    mrmsdtw = _synctoolbox("dtw.mrmsdtw")
+    mrmsdtw = import_synctoolbox("dtw.mrmsdtw")
 
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
@@ -157,7 +157,7 @@ def midi_features(notes: Notes, feature_rate: int, origin: float = 0.0, final_ri
 
     Notes still sounding at the last onset are extended by final_ring_s in the chroma.
     """
-    chroma_tools, dlnco_tools = _synctoolbox("feature.chroma"), _synctoolbox("feature.dlnco")
+    chroma_tools, dlnco_tools = import_synctoolbox("feature.chroma"), import_synctoolbox("feature.dlnco")
     valid = np.isfinite(notes.intervals).all(axis=1)
     iv = notes.intervals[valid] - origin
     pitches = np.clip(notes.pitches[valid], PITCH_MIN, PITCH_MAX).astype(int)
@@ -230,7 +230,7 @@ def _clip_peaks(f_peaks: dict, max_ms: float) -> None:
 
 def cqt_audio_features(cqt: np.ndarray, fps: int, cfg: DTWConfig) -> tuple[np.ndarray, np.ndarray]:
     """(12, N) quantised chroma and (12, N) DLNCO from an (88, T) log CQT (features.normalise, log=True)."""
-    chroma_tools, dlnco_tools = _synctoolbox("feature.chroma"), _synctoolbox("feature.dlnco")
+    chroma_tools, dlnco_tools = import_synctoolbox("feature.chroma"), import_synctoolbox("feature.dlnco")
     fr = cfg.feature_rate
     logc = np.asarray(cqt, dtype=np.float64)
     if logc.ndim != 2 or logc.shape[0] != PITCH_MAX - PITCH_MIN + 1:
@@ -278,8 +278,8 @@ def synctoolbox_audio_features(y: np.ndarray, sample_rate: int, cfg: DTWConfig) 
     """The reference: synctoolbox's filter-bank pitch and onset features at 22050 Hz."""
     import soxr
 
-    chroma_tools, dlnco_tools = _synctoolbox("feature.chroma"), _synctoolbox("feature.dlnco")
-    pitch, pitch_onset = _synctoolbox("feature.pitch"), _synctoolbox("feature.pitch_onset")
+    chroma_tools, dlnco_tools = import_synctoolbox("feature.chroma"), import_synctoolbox("feature.dlnco")
+    pitch, pitch_onset = import_synctoolbox("feature.pitch"), import_synctoolbox("feature.pitch_onset")
 
     fs = cfg.reference_sample_rate
     x = np.asarray(y, dtype=np.float64)
@@ -346,14 +346,15 @@ def euclidean_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- importing synctoolbox
 
-def _synctoolbox(submodule: str) -> types.ModuleType:
+def import_synctoolbox(submodule: str) -> types.ModuleType:
     """synctoolbox.<submodule>, imported with DEFERRED_IMPORTS deferred to their first use.
 
     While it is imported, those packages resolve to placeholder modules whose names import the
     real object when called or read (_Deferred); the placeholders leave sys.modules afterwards,
     so a later `import matplotlib` anywhere gets the real one. The MrMsDTW cost's sklearn
-    distance becomes euclidean_distances, equal to it. Should a synctoolbox release use
-    them at import time, the plain import (slower, same result) takes over.
+    distance becomes euclidean_distances, equal to it, and every numba function is cached on
+    disk. Should a synctoolbox release use the deferred packages at import time, the plain
+    import (slower, same result) takes over.
     """
     name = f"synctoolbox.{submodule}"
     if name in sys.modules:
@@ -366,16 +367,33 @@ def _synctoolbox(submodule: str) -> types.ModuleType:
         cost = sys.modules.get("synctoolbox.dtw.cost")
         if cost is not None and isinstance(getattr(cost, "euclidean_distances", None), _Deferred):
             cost.euclidean_distances = euclidean_distances
-        return module
     except Exception:
         for added in set(sys.modules) - before:
             if added.startswith("synctoolbox"):
                 del sys.modules[added]
+        module = None
     finally:
         sys.meta_path.remove(finder)
         for placeholder in finder.created:
             sys.modules.pop(placeholder, None)
-    return importlib.import_module(name)
+    if module is None:
+        module = importlib.import_module(name)
+    for added in set(sys.modules) - before:
+        if added.startswith("synctoolbox."):
+            _cache_jitted(sys.modules[added])
+    return module
+
+
+def _cache_jitted(module: types.ModuleType) -> None:
+    """Put the module's numba functions that are not compiled yet on numba's on-disk cache, so later
+    processes load them instead of compiling again (synctoolbox's onset features, without
+    cache=True, take seconds). Numba writes next to the module, or in the user's cache dir
+    (NUMBA_CACHE_DIR, else ~/.cache/numba) where that is read-only."""
+    from numba.core.dispatcher import Dispatcher
+
+    for obj in vars(module).values():
+        if isinstance(obj, Dispatcher) and not obj.overloads:
+            obj.enable_caching()
 
 
 class _PlaceholderFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
