@@ -9,7 +9,8 @@ separate process:
 * warm: the median of --warm-runs runs with that cache filled;
 * synctoolbox: its own pipeline as a user would run it (its imports, its
   filter-bank audio features, pandas MIDI features, MrMsDTW at our settings),
-  median of --warm-runs warm runs.
+  median of --warm-runs runs. Its onset features' numba function has no
+  cache=True, so every one of its processes compiles it.
 
 Stage times come from `--json`; "start-up" is the rest of the wall time
 (interpreter, imports outside the stages, writing); for synctoolbox it is its
@@ -155,7 +156,6 @@ def bench_length(minutes: float, args: argparse.Namespace, env: dict[str, str]) 
         row["warm_walls_s"] = [r["wall_s"] for r in warm]
         if not args.skip_synctoolbox:
             cmd = [sys.executable, "-c", SYNCTOOLBOX_PIPELINE, str(audio), str(midi)]
-            run_measured(cmd, env)  # compiles its uncached numba function once in this environment
             refs = []
             for _ in range(args.warm_runs):
                 wall, rss, out = run_measured(cmd, env)
