@@ -78,11 +78,11 @@ def test_midi_features_equal_synctoolbox_dataframe_features(feature_rate: int) -
     frame = lambda: pd.DataFrame({"start": start, "duration": duration, "pitch": pitch, "velocity": vel, "instrument": "piano"})
 
     expected = df_to_pitch_features(frame(), feature_rate=feature_rate)
-    got = pitch_energies(start, duration, pitch, vel, feature_rate=feature_rate)
+    got = pitch_energies(start, duration, pitches=pitch, velocities=vel, feature_rate=feature_rate)
     assert got.shape == expected.shape and np.array_equal(got, expected)
 
     expected_peaks = df_to_pitch_onset_features(frame())
-    got_peaks = onset_peaks(start, pitch, vel)
+    got_peaks = onset_peaks(start, pitches=pitch, velocities=vel)
     assert sorted(got_peaks) == sorted(expected_peaks)
     for p, peaks in expected_peaks.items():
         assert np.array_equal(got_peaks[p], peaks), p

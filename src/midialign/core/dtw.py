@@ -166,10 +166,10 @@ def midi_features(notes: Notes, feature_rate: int, origin: float = 0.0, final_ri
         iv[iv[:, 1] >= iv[:, 0].max(), 1] += final_ring_s
     start = iv[:, 0]
     duration = np.maximum(iv[:, 1] - iv[:, 0], 1.0 / feature_rate)
-    velocity = notes.velocities[valid].astype(np.float64)
+    velocities = notes.velocities[valid].astype(np.float64)
 
-    f_pitch = pitch_energies(start, duration, pitches, velocity, feature_rate=feature_rate)
-    f_peaks = onset_peaks(start, pitches, velocity)
+    f_pitch = pitch_energies(start, duration, pitches=pitches, velocities=velocities, feature_rate=feature_rate)
+    f_peaks = onset_peaks(start, pitches=pitches, velocities=velocities)
     chroma = chroma_tools.quantize_chroma(chroma_tools.pitch_to_chroma(f_pitch))
     n = chroma.shape[1]
     # DLNCO indexes round(t * fr); keep every peak inside the sequence.
@@ -178,9 +178,9 @@ def midi_features(notes: Notes, feature_rate: int, origin: float = 0.0, final_ri
     return chroma, dlnco
 
 
-def pitch_energies(start: np.ndarray, duration: np.ndarray, pitches: np.ndarray, velocity: np.ndarray, *,
+def pitch_energies(start: np.ndarray, duration: np.ndarray, *, pitches: np.ndarray, velocities: np.ndarray,
                    feature_rate: int) -> np.ndarray:
-    """(128, N) pitch energies of notes (start s, duration s, MIDI pitch, velocity), N frames at feature_rate.
+    """(128, N) pitch energies of notes, N frames at feature_rate; all (n,) inputs, times in s.
 
     synctoolbox's ``df_to_pitch_features`` without pandas, equal to it bit for bit: frame
     w-1 (1-based window w) gathers velocity * the note's overlap with [(w-2) step, w step] / (2 step).
@@ -191,19 +191,19 @@ def pitch_energies(start: np.ndarray, duration: np.ndarray, pitches: np.ndarray,
     n_frames = int(np.ceil((start + duration).max() * 1000 / step_ms)) if len(start) else 0
     f_pitch = np.zeros((128, n_frames), dtype=np.float64)
     first = np.floor(start_ms / step_ms).astype(int) + 1
-    last = np.minimum(np.minimum(np.floor(end_ms / step_ms) + 1, n_frames) + 1, n_frames).astype(int)
+    last = np.minimum(np.floor(end_ms / step_ms) + 2, n_frames).astype(int)
     count = np.maximum(last - first + 1, 0)
     note = np.repeat(np.arange(len(start)), count)
     window = first[note] + np.arange(len(note)) - np.repeat(np.cumsum(count) - count, count)
     right = window * step_ms
     contribution = (np.minimum(end_ms[note], right) - np.maximum(start_ms[note], right - 2 * step_ms)) / (2 * step_ms)
     # add.at sums in note order, as synctoolbox's loop does.
-    np.add.at(f_pitch, (pitches[note], window - 1), velocity[note] * contribution)
+    np.add.at(f_pitch, (pitches[note], window - 1), velocities[note] * contribution)
     return f_pitch
 
 
-def onset_peaks(start: np.ndarray, pitches: np.ndarray, velocity: np.ndarray) -> dict:
-    """Onset peaks {MIDI pitch: (2, K) [[ms...], [velocity / 1e6...]]} of notes (start s, pitch, velocity).
+def onset_peaks(start: np.ndarray, *, pitches: np.ndarray, velocities: np.ndarray) -> dict:
+    """Onset peaks {MIDI pitch: (2, K) [[ms...], [velocity / 1e6...]]} of notes; (n,) inputs, start in s.
 
     synctoolbox's ``df_to_pitch_onset_features`` without pandas, equal to it bit for bit,
     including its zero peaks that pad K to a multiple of 1000.
@@ -214,7 +214,7 @@ def onset_peaks(start: np.ndarray, pitches: np.ndarray, velocity: np.ndarray) ->
         n = int(mine.sum())
         peaks = np.zeros((2, 1000 * -(-n // 1000)))
         peaks[0, :n] = 1000 * start[mine]
-        peaks[1, :n] = velocity[mine] / 1e6
+        peaks[1, :n] = velocities[mine] / 1e6
         f_peaks[int(pitch)] = peaks[:, np.argsort(peaks[0])]
     return f_peaks
 
