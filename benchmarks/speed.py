@@ -13,8 +13,8 @@ separate process:
   cache=True, so every one of its processes compiles it.
 
 Stage times come from `--json`; "start-up" is the rest of the wall time
-(interpreter, imports outside the stages, writing); for synctoolbox it is its
-imports, and its features column includes reading and resampling the audio. Peak RSS is each child's
+(interpreter, parsing, checks, writing). For synctoolbox, imports are its own
+and its features column includes reading and resampling the audio. Peak RSS is each child's
 own (os.wait4). The align path's imports are timed in a process of their own.
 
     python benchmarks/speed.py --minutes 1,4 --out results/speed.json
@@ -34,16 +34,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "prelude"
-STAGES = ("load_model", "load", "features", "dtw", "network", "postprocess")
+STAGES = ("imports", "load_model", "load", "features", "dtw", "network", "postprocess")
 
 ALIGN_IMPORTS = """
 import time
 t = time.perf_counter()
-import midialign.cli.app, midialign.aligner, midialign.io.writers, midialign.core.network, midialign.core.refiner
-import librosa.core.constantq
-from midialign.core.dtw import import_synctoolbox
-for name in ("dtw.mrmsdtw", "feature.chroma", "feature.dlnco"):
-    import_synctoolbox(name)
+import midialign.cli.app, midialign.io.writers
+from midialign.aligner import import_align_path
+import_align_path("dtw+crnn")
 print(time.perf_counter() - t)
 """
 
@@ -207,7 +205,7 @@ def markdown(result: dict) -> str:
         if "synctoolbox" in row:
             r = row["synctoolbox"]
             s = r["stages_s"]
-            lines.append(f"| {m:g} | | synctoolbox | {r['wall_s']:.2f} | {s['imports']:.2f} | | | {s['features']:.2f} | {s['dtw']:.2f} | | | {r['peak_rss_mib']:.0f} |")
+            lines.append(f"| {m:g} | | synctoolbox | {r['wall_s']:.2f} | | {s['imports']:.2f} | | | {s['features']:.2f} | {s['dtw']:.2f} | | | {r['peak_rss_mib']:.0f} |")
     lines.append("")
     summary = [f"Align-path imports: {result['align_path_imports_s']:.2f} s (median of 3 processes)."]
     for row in result["rows"]:
