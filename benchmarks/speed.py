@@ -105,8 +105,10 @@ def tiled_input(minutes: float, workdir: Path) -> tuple[Path, Path]:
     return workdir / "audio.flac", workdir / "input.mid"
 
 
-def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall s, peak RSS MiB, stdout) of one child process, RSS from its own rusage (os.wait4)."""
+def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
+    """(wall s, CPU s, peak RSS MiB, stdout) of one child process, CPU and RSS from its own rusage (os.wait4).
+
+    CPU time (user + system) is the steadier number on a machine other processes share."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env)
@@ -116,7 +118,7 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str
         out.seek(0), err.seek(0)
         if proc.returncode:
             raise RuntimeError(f"{' '.join(cmd[:3])} failed ({proc.returncode}): {err.read().strip()[-2000:]}")
-        return wall, usage.ru_maxrss / 1024, out.read()
+        return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read()
 
 
 def align_command(audio: Path, midi: Path, out_dir: Path, method: str) -> list[str]:
@@ -127,10 +129,10 @@ def align_command(audio: Path, midi: Path, out_dir: Path, method: str) -> list[s
 
 
 def align_run(audio: Path, midi: Path, work: Path, method: str, env: dict[str, str]) -> dict:
-    wall, rss, _ = run_measured(align_command(audio, midi, work, method), env)
+    wall, cpu, rss, _ = run_measured(align_command(audio, midi, work, method), env)
     summary = json.loads((work / "summary.json").read_text())
     stages = summary["timings_s"]
-    return {"wall_s": wall, "peak_rss_mib": rss, "stages_s": stages, "startup_s": wall - stages["total"], "notes": summary["n_notes"]}
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": rss, "stages_s": stages, "startup_s": wall - stages["total"], "notes": summary["n_notes"]}
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -156,9 +158,9 @@ def bench_length(minutes: float, args: argparse.Namespace, env: dict[str, str]) 
             cmd = [sys.executable, "-c", SYNCTOOLBOX_PIPELINE, str(audio), str(midi)]
             refs = []
             for _ in range(args.warm_runs):
-                wall, rss, out = run_measured(cmd, env)
+                wall, cpu, rss, out = run_measured(cmd, env)
                 imports, features, dtw = map(float, out.split("TIMINGS")[-1].split())
-                refs.append({"wall_s": wall, "peak_rss_mib": rss, "stages_s": {"imports": imports, "features": features, "dtw": dtw}})
+                refs.append({"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": rss, "stages_s": {"imports": imports, "features": features, "dtw": dtw}})
             row["synctoolbox"] = median_run(refs)
     return row
 
@@ -173,16 +175,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the results as JSON")
     args = parser.parse_args()
     minutes = [float(m) for arg in args.minutes for m in arg.split(",") if m.strip()]
+    load_at_start = os.getloadavg()[0]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
 
-    imports = [float(run_measured([sys.executable, "-c", ALIGN_IMPORTS], env)[2]) for _ in range(3)]
+    imports = [float(run_measured([sys.executable, "-c", ALIGN_IMPORTS], env)[3]) for _ in range(3)]
     rows = []
     for m in minutes:
         rows.append(bench_length(m, args, env))
         print(f"{m:g} min done", file=sys.stderr, flush=True)
     result = {"align_path_imports_s": statistics.median(imports), "method": args.method, "cpus": os.cpu_count(),
-              "load_average_1min": os.getloadavg()[0], "rows": rows}
+              "load_average_1min_start": load_at_start, "load_average_1min": os.getloadavg()[0], "rows": rows}
     print(markdown(result))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -191,8 +194,8 @@ def main() -> None:
 
 def markdown(result: dict) -> str:
     lines = [
-        "| audio min | notes | run | wall s | start-up s | " + " | ".join(STAGES) + " | peak RSS MiB |",
-        "|---:|---:|---|---:|---:|" + "---:|" * len(STAGES) + "---:|",
+        "| audio min | notes | run | wall s | CPU s | start-up s | " + " | ".join(STAGES) + " | peak RSS MiB |",
+        "|---:|---:|---|---:|---:|---:|" + "---:|" * len(STAGES) + "---:|",
     ]
     for row in result["rows"]:
         m = row["minutes"]
@@ -201,21 +204,23 @@ def markdown(result: dict) -> str:
                 continue
             r = row[kind]
             stages = " | ".join(f"{r['stages_s'].get(k, 0.0):.2f}" for k in STAGES)
-            lines.append(f"| {m:g} | {r['notes']} | {kind} | {r['wall_s']:.2f} | {r['startup_s']:.2f} | {stages} | {r['peak_rss_mib']:.0f} |")
+            lines.append(f"| {m:g} | {r['notes']} | {kind} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['startup_s']:.2f} | {stages} | {r['peak_rss_mib']:.0f} |")
         if "synctoolbox" in row:
             r = row["synctoolbox"]
             s = r["stages_s"]
-            lines.append(f"| {m:g} | | synctoolbox | {r['wall_s']:.2f} | | {s['imports']:.2f} | | | {s['features']:.2f} | {s['dtw']:.2f} | | | {r['peak_rss_mib']:.0f} |")
+            lines.append(f"| {m:g} | | synctoolbox | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | | {s['imports']:.2f} | | | {s['features']:.2f} | {s['dtw']:.2f} | | | {r['peak_rss_mib']:.0f} |")
     lines.append("")
     summary = [f"Align-path imports: {result['align_path_imports_s']:.2f} s (median of 3 processes)."]
     for row in result["rows"]:
         parts = [f"{row['minutes']:g} min: warm {row['warm']['wall_s']:.2f} s"]
         if "cold" in row:
-            parts.append(f"cold/warm {row['cold']['wall_s'] / row['warm']['wall_s']:.2f}x")
+            parts.append(f"cold/warm {row['cold']['wall_s'] / row['warm']['wall_s']:.2f}x (CPU {row['cold']['cpu_s'] / row['warm']['cpu_s']:.2f}x)")
         if "synctoolbox" in row:
-            parts.append(f"warm/synctoolbox {row['warm']['wall_s'] / row['synctoolbox']['wall_s']:.2f}")
+            ref = row["synctoolbox"]
+            parts.append(f"warm/synctoolbox {row['warm']['wall_s'] / ref['wall_s']:.2f} (CPU {row['warm']['cpu_s'] / ref['cpu_s']:.2f})")
         summary.append(", ".join(parts) + ".")
-    summary.append(f"{result['cpus']} CPUs, 1-minute load average {result['load_average_1min']:.1f} at the end; method {result['method']}.")
+    summary.append(f"{result['cpus']} CPUs, 1-minute load average {result['load_average_1min_start']:.1f} at the start and "
+                   f"{result['load_average_1min']:.1f} at the end; method {result['method']}.")
     return "\n".join(lines + summary)
 
 
