@@ -118,7 +118,7 @@ def align(audio: AudioInput, notes: NotesInput, *, method: str = DEFAULT_METHOD,
 def import_align_path(method: str) -> None:
     """Import the libraries `method` needs, so the stage timings that follow measure work only.
 
-    Takes about a second in a new process, nothing after.
+    Takes seconds in a new process (torch, librosa, numba, synctoolbox), nothing after.
     """
     if method == "none":
         return
