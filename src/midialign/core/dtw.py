@@ -19,7 +19,12 @@ Audio front ends (``DTWConfig.audio_features``):
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.abc
+import importlib.machinery
 import io
+import sys
+import types
 
 import numpy as np
 from scipy import ndimage
@@ -30,6 +35,10 @@ from ..notes import Notes
 from .features import denormalise
 
 REFERENCE_PITCH_RATE = 50  # synctoolbox filter-bank features are computed at this rate
+# synctoolbox imports these at module level for its plots, for helpers the align path does not
+# call (libfmp) and for one distance (sklearn, which imports pandas and scipy.stats); together
+# about a second of start-up. They are imported on first use instead.
+DEFERRED_IMPORTS = ("matplotlib", "libfmp", "IPython", "pandas", "music21", "sklearn")
 
 
 # ---------------------------------------------------------------- path API
@@ -47,8 +56,7 @@ def dtw_path(
     `cqt` is an optional precomputed (88, T) log CQT from features.compute_features
     at `fps` frames/s (used by the "cqt" front end; computed here when absent).
     """
-    from synctoolbox.dtw.mrmsdtw import sync_via_mrmsdtw
-    from synctoolbox.dtw.utils import make_path_strictly_monotonic
+    mrmsdtw = import_synctoolbox("dtw.mrmsdtw")
 
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
@@ -81,7 +89,7 @@ def dtw_path(
     chroma_a, onset_a = _pad(chroma_a, pad), _pad(onset_a, pad)
 
     with contextlib.redirect_stdout(io.StringIO()):  # synctoolbox prints progress
-        wp = sync_via_mrmsdtw(
+        wp = mrmsdtw.sync_via_mrmsdtw(
             f_chroma1=chroma_m,
             f_onset1=onset_m,
             f_chroma2=chroma_a,
@@ -93,8 +101,7 @@ def dtw_path(
             downsamp_smooth=np.asarray(cfg.downsamp_smooth),
             alpha=cfg.alpha,
         )
-    wp = make_path_strictly_monotonic(np.asarray(wp))
-    path = wp.T.astype(np.float64) / fr - cfg.pad_s
+    path = strictly_monotonic(np.asarray(wp).T).astype(np.float64) / fr - cfg.pad_s
     path[:, 0] += midi_origin
     return path
 
@@ -150,39 +157,66 @@ def midi_features(notes: Notes, feature_rate: int, origin: float = 0.0, final_ri
 
     Notes still sounding at the last onset are extended by final_ring_s in the chroma.
     """
-    import pandas as pd
-    from synctoolbox.feature.chroma import pitch_to_chroma, quantize_chroma
-    from synctoolbox.feature.csv_tools import df_to_pitch_features, df_to_pitch_onset_features
-    from synctoolbox.feature.dlnco import pitch_onset_features_to_DLNCO
-
+    chroma_tools, dlnco_tools = import_synctoolbox("feature.chroma"), import_synctoolbox("feature.dlnco")
     valid = np.isfinite(notes.intervals).all(axis=1)
     iv = notes.intervals[valid] - origin
-    pitches = np.clip(notes.pitches[valid], PITCH_MIN, PITCH_MAX)
+    pitches = np.clip(notes.pitches[valid], PITCH_MIN, PITCH_MAX).astype(int)
     if final_ring_s > 0:
         iv = iv.copy()
         iv[iv[:, 1] >= iv[:, 0].max(), 1] += final_ring_s
+    start = iv[:, 0]
+    duration = np.maximum(iv[:, 1] - iv[:, 0], 1.0 / feature_rate)
+    velocities = notes.velocities[valid].astype(np.float64)
 
-    def frame() -> "pd.DataFrame":
-        # A fresh frame per call: synctoolbox writes an `end` column into it.
-        return pd.DataFrame(
-            {
-                "start": iv[:, 0],
-                "duration": np.maximum(iv[:, 1] - iv[:, 0], 1.0 / feature_rate),
-                "pitch": pitches.astype(int),
-                "velocity": notes.velocities[valid].astype(float),
-                "instrument": "piano",
-            }
-        )
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        f_pitch = df_to_pitch_features(frame(), feature_rate=feature_rate)
-        f_peaks = df_to_pitch_onset_features(frame())
-    chroma = quantize_chroma(pitch_to_chroma(f_pitch))
+    f_pitch = pitch_energies(start, duration, pitches=pitches, velocities=velocities, feature_rate=feature_rate)
+    f_peaks = onset_peaks(start, pitches=pitches, velocities=velocities)
+    chroma = chroma_tools.quantize_chroma(chroma_tools.pitch_to_chroma(f_pitch))
     n = chroma.shape[1]
     # DLNCO indexes round(t * fr); keep every peak inside the sequence.
     _clip_peaks(f_peaks, (n - 1) * 1000.0 / feature_rate)
-    dlnco = pitch_onset_features_to_DLNCO(f_peaks=f_peaks, feature_rate=feature_rate, feature_sequence_length=n)
+    dlnco = dlnco_tools.pitch_onset_features_to_DLNCO(f_peaks=f_peaks, feature_rate=feature_rate, feature_sequence_length=n)
     return chroma, dlnco
+
+
+def pitch_energies(start: np.ndarray, duration: np.ndarray, *, pitches: np.ndarray, velocities: np.ndarray,
+                   feature_rate: int) -> np.ndarray:
+    """(128, N) pitch energies of notes, N frames at feature_rate; all (n,) inputs, times in s.
+
+    synctoolbox's ``df_to_pitch_features`` without pandas, equal to it bit for bit: frame
+    w-1 (1-based window w) gathers velocity * the note's overlap with [(w-2) step, w step] / (2 step).
+    """
+    step_ms = 1 / feature_rate * 1000
+    start_ms = 1000 * start
+    end_ms = 1000 * (start + duration)
+    n_frames = int(np.ceil((start + duration).max() * 1000 / step_ms)) if len(start) else 0
+    f_pitch = np.zeros((128, n_frames), dtype=np.float64)
+    first = np.floor(start_ms / step_ms).astype(int) + 1
+    last = np.minimum(np.floor(end_ms / step_ms) + 2, n_frames).astype(int)
+    count = np.maximum(last - first + 1, 0)
+    note = np.repeat(np.arange(len(start)), count)
+    window = first[note] + np.arange(len(note)) - np.repeat(np.cumsum(count) - count, count)
+    right = window * step_ms
+    contribution = (np.minimum(end_ms[note], right) - np.maximum(start_ms[note], right - 2 * step_ms)) / (2 * step_ms)
+    # add.at sums in note order, as synctoolbox's loop does.
+    np.add.at(f_pitch, (pitches[note], window - 1), velocities[note] * contribution)
+    return f_pitch
+
+
+def onset_peaks(start: np.ndarray, *, pitches: np.ndarray, velocities: np.ndarray) -> dict:
+    """Onset peaks {MIDI pitch: (2, K) [[ms...], [velocity / 1e6...]]} of notes; (n,) inputs, start in s.
+
+    synctoolbox's ``df_to_pitch_onset_features`` without pandas, equal to it bit for bit,
+    including its zero peaks that pad K to a multiple of 1000.
+    """
+    f_peaks: dict = {}
+    for pitch in np.unique(pitches):
+        mine = pitches == pitch
+        n = int(mine.sum())
+        peaks = np.zeros((2, 1000 * -(-n // 1000)))
+        peaks[0, :n] = 1000 * start[mine]
+        peaks[1, :n] = velocities[mine] / 1e6
+        f_peaks[int(pitch)] = peaks[:, np.argsort(peaks[0])]
+    return f_peaks
 
 
 def _clip_peaks(f_peaks: dict, max_ms: float) -> None:
@@ -196,9 +230,7 @@ def _clip_peaks(f_peaks: dict, max_ms: float) -> None:
 
 def cqt_audio_features(cqt: np.ndarray, fps: int, cfg: DTWConfig) -> tuple[np.ndarray, np.ndarray]:
     """(12, N) quantised chroma and (12, N) DLNCO from an (88, T) log CQT (features.normalise, log=True)."""
-    from synctoolbox.feature.chroma import pitch_to_chroma, quantize_chroma
-    from synctoolbox.feature.dlnco import pitch_onset_features_to_DLNCO
-
+    chroma_tools, dlnco_tools = import_synctoolbox("feature.chroma"), import_synctoolbox("feature.dlnco")
     fr = cfg.feature_rate
     logc = np.asarray(cqt, dtype=np.float64)
     if logc.ndim != 2 or logc.shape[0] != PITCH_MAX - PITCH_MIN + 1:
@@ -216,11 +248,11 @@ def cqt_audio_features(cqt: np.ndarray, fps: int, cfg: DTWConfig) -> tuple[np.nd
         energy = ndimage.convolve1d(energy, win / win.sum(), axis=1, mode="constant")
     f_pitch = np.zeros((128, n_out))
     f_pitch[PITCH_MIN:PITCH_MAX + 1] = energy[:, ::step][:, :n_out]
-    chroma = quantize_chroma(pitch_to_chroma(f_pitch))
+    chroma = chroma_tools.quantize_chroma(chroma_tools.pitch_to_chroma(f_pitch))
 
     f_peaks = cqt_onset_peaks(logc, fps, cfg)
     _clip_peaks(f_peaks, (n_out - 1) * 1000.0 / fr)
-    dlnco = pitch_onset_features_to_DLNCO(f_peaks=f_peaks, feature_rate=fr, feature_sequence_length=n_out)
+    dlnco = dlnco_tools.pitch_onset_features_to_DLNCO(f_peaks=f_peaks, feature_rate=fr, feature_sequence_length=n_out)
     return chroma, dlnco
 
 
@@ -245,10 +277,9 @@ def cqt_onset_peaks(logc: np.ndarray, fps: int, cfg: DTWConfig) -> dict:
 def synctoolbox_audio_features(y: np.ndarray, sample_rate: int, cfg: DTWConfig) -> tuple[np.ndarray, np.ndarray]:
     """The reference: synctoolbox's filter-bank pitch and onset features at 22050 Hz."""
     import soxr
-    from synctoolbox.feature.chroma import pitch_to_chroma, quantize_chroma
-    from synctoolbox.feature.dlnco import pitch_onset_features_to_DLNCO
-    from synctoolbox.feature.pitch import audio_to_pitch_features
-    from synctoolbox.feature.pitch_onset import audio_to_pitch_onset_features
+
+    chroma_tools, dlnco_tools = import_synctoolbox("feature.chroma"), import_synctoolbox("feature.dlnco")
+    pitch, pitch_onset = import_synctoolbox("feature.pitch"), import_synctoolbox("feature.pitch_onset")
 
     fs = cfg.reference_sample_rate
     x = np.asarray(y, dtype=np.float64)
@@ -259,16 +290,16 @@ def synctoolbox_audio_features(y: np.ndarray, sample_rate: int, cfg: DTWConfig) 
     # compute at its native 50 frames/s and interpolate to the feature rate.
     native = cfg.feature_rate if fs % cfg.feature_rate == 0 else REFERENCE_PITCH_RATE
     with contextlib.redirect_stdout(io.StringIO()):
-        f_pitch = audio_to_pitch_features(f_audio=x, Fs=fs, feature_rate=native)
-        f_peaks = audio_to_pitch_onset_features(f_audio=x, Fs=fs)
+        f_pitch = pitch.audio_to_pitch_features(f_audio=x, Fs=fs, feature_rate=native)
+        f_peaks = pitch_onset.audio_to_pitch_onset_features(f_audio=x, Fs=fs)
     if native != cfg.feature_rate:
         t_native = np.arange(f_pitch.shape[1]) / native
         t_out = np.arange(int(np.floor(t_native[-1] * cfg.feature_rate)) + 1) / cfg.feature_rate
         f_pitch = np.stack([np.interp(t_out, t_native, row) for row in f_pitch])
-    chroma = quantize_chroma(pitch_to_chroma(f_pitch))
+    chroma = chroma_tools.quantize_chroma(chroma_tools.pitch_to_chroma(f_pitch))
     n = chroma.shape[1]
     _clip_peaks(f_peaks, (n - 1) * 1000.0 / cfg.feature_rate)
-    dlnco = pitch_onset_features_to_DLNCO(f_peaks=f_peaks, feature_rate=cfg.feature_rate, feature_sequence_length=n)
+    dlnco = dlnco_tools.pitch_onset_features_to_DLNCO(f_peaks=f_peaks, feature_rate=cfg.feature_rate, feature_sequence_length=n)
     return chroma, dlnco
 
 
@@ -284,3 +315,135 @@ def _fit_length(f: np.ndarray, n: int) -> np.ndarray:
 def _pad(f: np.ndarray, n: int) -> np.ndarray:
     """n frames of silence (zeros) at both ends; chroma zeros become the uniform vector in mrmsdtw."""
     return np.pad(f, ((0, 0), (n, n))) if n > 0 else f
+
+
+def strictly_monotonic(path: np.ndarray) -> np.ndarray:
+    """The (K, 2) index path's diagonal steps, plus its first and last point: strictly increasing in both columns.
+
+    libfmp's compute_strict_alignment_path_mask, which synctoolbox wraps, without importing libfmp.
+    """
+    end = path[-1]
+    keep = np.concatenate([[True], (path[1:, 0] > path[:-1, 0]) & (path[1:, 1] > path[:-1, 1])])
+    keep[(path[:, 0] == end[0]) | (path[:, 1] == end[1])] = False
+    keep[-1] = True
+    return path[keep]
+
+
+def euclidean_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(N, M) Euclidean distances between the rows of float64 x (N, d) and y (M, d).
+
+    sklearn.metrics.pairwise.euclidean_distances for dense float64 input, same operations in
+    the same order, so synctoolbox's cost matrices do not need sklearn (and pandas) imported.
+    """
+    distances = -2 * (x @ y.T)
+    distances += np.einsum("ij,ij->i", x, x)[:, None]
+    distances += np.einsum("ij,ij->i", y, y)[None, :]
+    np.maximum(distances, 0, out=distances)
+    if x is y:
+        np.fill_diagonal(distances, 0)
+    return np.sqrt(distances, out=distances)
+
+
+# ---------------------------------------------------------------- importing synctoolbox
+
+def import_synctoolbox(submodule: str) -> types.ModuleType:
+    """synctoolbox.<submodule>, imported with DEFERRED_IMPORTS deferred to their first use.
+
+    While it is imported, those packages resolve to placeholder modules whose names import the
+    real object when called or read (_Deferred); the placeholders leave sys.modules afterwards,
+    so a later `import matplotlib` anywhere gets the real one. The MrMsDTW cost's sklearn
+    distance becomes euclidean_distances, equal to it, and every numba function is cached on
+    disk. Should a synctoolbox release use the deferred packages at import time, the plain
+    import (slower, same result) takes over.
+    """
+    name = f"synctoolbox.{submodule}"
+    if name in sys.modules:
+        return sys.modules[name]
+    before = set(sys.modules)
+    finder = _PlaceholderFinder()
+    sys.meta_path.insert(0, finder)
+    try:
+        module = importlib.import_module(name)
+        cost = sys.modules.get("synctoolbox.dtw.cost")
+        if cost is not None and isinstance(getattr(cost, "euclidean_distances", None), _Deferred):
+            cost.euclidean_distances = euclidean_distances
+    except Exception:
+        for added in set(sys.modules) - before:
+            if added.startswith("synctoolbox"):
+                del sys.modules[added]
+        module = None
+    finally:
+        sys.meta_path.remove(finder)
+        for placeholder in finder.created:
+            sys.modules.pop(placeholder, None)
+    if module is None:
+        module = importlib.import_module(name)
+    for added in set(sys.modules) - before:
+        if added.startswith("synctoolbox."):
+            _cache_jitted(sys.modules[added])
+    return module
+
+
+def _cache_jitted(module: types.ModuleType) -> None:
+    """Put the module's numba functions that are not compiled yet on numba's on-disk cache, so later
+    processes load them instead of compiling again (synctoolbox's onset features, without
+    cache=True, take seconds). Numba writes next to the module, or in the user's cache dir
+    (NUMBA_CACHE_DIR, else ~/.cache/numba) where that is read-only."""
+    from numba.core.dispatcher import Dispatcher
+
+    for obj in vars(module).values():
+        if isinstance(obj, Dispatcher) and not obj.overloads:
+            obj.enable_caching()
+
+
+class _PlaceholderFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves a _Placeholder for DEFERRED_IMPORTS not imported yet; records what it made."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    def find_spec(self, fullname, path=None, target=None):
+        top = fullname.partition(".")[0]
+        # A package already really imported stays real, submodules too.
+        if top not in DEFERRED_IMPORTS or (top in sys.modules and not isinstance(sys.modules[top], _Placeholder)):
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+
+    def create_module(self, spec):
+        self.created.append(spec.name)
+        return _Placeholder(spec.name)
+
+    def exec_module(self, module) -> None:
+        pass
+
+
+class _Placeholder(types.ModuleType):
+    """A module whose every attribute is a _Deferred name of the real module."""
+
+    __path__: list[str] = []
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _Deferred(self.__name__, attr)
+
+
+class _Deferred:
+    """`module.attr` imported on first call or attribute read."""
+
+    def __init__(self, module: str, attr: str) -> None:
+        self._module, self._attr = module, attr
+
+    def _resolve(self):
+        try:
+            return getattr(importlib.import_module(self._module), self._attr)
+        except AttributeError:  # a submodule not imported yet
+            return importlib.import_module(f"{self._module}.{self._attr}")
+
+    def __call__(self, *args, **kwargs):
+        return self._resolve()(*args, **kwargs)
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return getattr(self._resolve(), attr)
