@@ -18,8 +18,9 @@ import numpy as np
 
 from ..config import AcousticsConfig
 
-# libsndfile 1.2.2 at 16 kHz mono: compression_level -> measured kbit/s (10 s of noise bursts).
-# Opus ignores bitrate_mode; MP3 is written at a constant bitrate.
+# libsndfile 1.2.2 at 16 kHz mono: compression_level -> measured kbit/s (10 s of noise bursts over
+# a noise floor). MP3 is written at a constant bitrate; libsndfile's Opus refuses bitrate_mode and
+# is variable (sparse audio comes out below the nominal rate), so the manifest keeps the real rate.
 _CODEC_KBPS = {
     "opus": ((0.0, 258.9), (0.2, 208.7), (0.4, 158.4), (0.6, 108.3), (0.7, 82.7), (0.8, 57.8), (0.9, 31.9)),
     "mp3": ((0.0, 161.9), (0.2, 129.5), (0.4, 97.1), (0.5, 80.9), (0.6, 64.7), (0.7, 56.6), (0.8, 40.5), (0.9, 24.2)),

@@ -71,9 +71,10 @@ ATTACK_LEAD_IN_S: dict[str, float] = {
     "csound_gm": 0.0033,  # median 3.30 ms, p10 1.22, p90 8.36
 }
 ATTACK_THRESHOLD = 0.1  # fraction of the peak that counts as the attack
-# Per-timbre lead-in over pitch and velocity, written by scripts/measure_lead_in.py.
+# Per-timbre lead-in over pitch and velocity, written by scripts/measure_lead_in.py. Velocities
+# below 8 use the 8 column (some fonts are silent at 1).
 LEAD_IN_TABLE = Path(__file__).with_name("lead_in.json")
-LEAD_IN_VELOCITIES = (1, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 127)
+LEAD_IN_VELOCITIES = (8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 127)
 
 
 def _pretty_midi_soundfont() -> Path | None:
