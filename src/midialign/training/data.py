@@ -245,7 +245,7 @@ def _render_item(args: tuple) -> dict:
             "duration_s": len(y) / cfg.sample_rate, "n_notes": len(notes), "acoustics": params.to_json(), "codec_result": codec,
             "render_s": round(time.time() - t0, 2)}
     atomic_write_text(meta_path, json.dumps(meta))
-    return meta
+    return json.loads(meta_path.read_text())  # as a resumed run reads it
 
 
 def corpus_summary(rows: list[dict]) -> dict:
