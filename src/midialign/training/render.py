@@ -74,7 +74,9 @@ ATTACK_THRESHOLD = 0.1  # fraction of the peak that counts as the attack
 # Per-timbre lead-in over pitch and velocity, written by scripts/measure_lead_in.py. Velocities
 # below 8 use the 8 column (some fonts are silent at 1).
 LEAD_IN_TABLE = Path(__file__).with_name("lead_in.json")
-LEAD_IN_VELOCITIES = (8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 127)
+LEAD_IN_VELOCITIES = tuple(range(8, 128))
+LEAD_IN_STEP = 8  # velocities measured first
+LEAD_IN_REFINE_S = 0.0005
 
 
 def _pretty_midi_soundfont() -> Path | None:
@@ -338,18 +340,30 @@ def detect_attack(y: np.ndarray, sr: int, threshold: float = ATTACK_THRESHOLD) -
 
 
 def measure_lead_in(timbre: str, *, pitches: tuple[int, ...] = tuple(range(PITCH_MIN, PITCH_MAX + 1)),
-                    velocities: tuple[int, ...] = LEAD_IN_VELOCITIES, sample_rate: int = SYNTH_SR) -> np.ndarray:
-    """Attack delay (s) of isolated notes without correction, (len(pitches), len(velocities)).
+                    sample_rate: int = SYNTH_SR) -> np.ndarray:
+    """Attack delay (s) of isolated notes without correction, (len(pitches), len(LEAD_IN_VELOCITIES)).
 
+    Velocities are measured every LEAD_IN_STEP, and every one in between where neighbours differ
+    by more than LEAD_IN_REFINE_S (a sample layer switches there); the rest are interpolated.
     The note-on falls on a FluidSynth block boundary, so the block grid adds nothing.
     """
     onset = 140 * BLOCK / SYNTH_SR  # ~0.2 s
-    out = np.zeros((len(pitches), len(velocities)))
+
+    def attack(p: int, v: int) -> float:
+        n = Notes(np.array([[onset, onset + 0.3]]), np.array([p]), np.array([v]))
+        y = render_timbre(n, timbre, sample_rate=sample_rate, duration_s=onset + 0.6, lead_in_s=0.0)
+        return detect_attack(y, sample_rate) - onset
+
+    vels = np.array(LEAD_IN_VELOCITIES)
+    coarse = sorted(set(range(int(vels[0]), int(vels[-1]) + 1, LEAD_IN_STEP)) | {int(vels[-1])})
+    out = np.zeros((len(pitches), len(vels)))
     for i, p in enumerate(pitches):
-        for j, v in enumerate(velocities):
-            n = Notes(np.array([[onset, onset + 0.3]]), np.array([p]), np.array([v]))
-            y = render_timbre(n, timbre, sample_rate=sample_rate, duration_s=onset + 0.6, lead_in_s=0.0)
-            out[i, j] = detect_attack(y, sample_rate) - onset
+        got = {v: attack(p, v) for v in coarse}
+        for lo, hi in zip(coarse[:-1], coarse[1:]):
+            if abs(got[hi] - got[lo]) > LEAD_IN_REFINE_S:
+                got.update({v: attack(p, v) for v in range(lo + 1, hi)})
+        known = np.array(sorted(got))
+        out[i] = np.interp(vels, known, [got[v] for v in known])
     return out
 
 
