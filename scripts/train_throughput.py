@@ -1,5 +1,6 @@
 """Training throughput on a feature cache: steps/s and crops/s of the training loop, with the
-time split between making batches and the model step. No checkpoints are written.
+time split between making batches and the model step, in CPU seconds of this process (wall
+time on a shared machine says more about the neighbours). No checkpoints are written.
 
     python scripts/train_throughput.py CACHE [CACHE ...] [--recipe tiny] [--steps 20]
 """
@@ -38,19 +39,19 @@ def main() -> None:
     for step in range(args.steps + 2):
         if step == 2:  # the first steps warm up allocators
             data_s = model_s = 0.0
-        t = time.perf_counter()
+        t = time.process_time()
         x, f, y, o, m = sample_batch(recs, weights, recipe, rng)
-        t_data = time.perf_counter()
+        t_data = time.process_time()
         loss = model_loss(model(x, f), y, o, m, recipe.train)
         opt.zero_grad()
         loss.backward()
         opt.step()
         data_s += t_data - t
-        model_s += time.perf_counter() - t_data
+        model_s += time.process_time() - t_data
     total = data_s + model_s
     bs = recipe.train.batch_size
     print(f"recipe {args.recipe} (batch {bs} x {recipe.train.segment_s:g} s), {len(recs)} recordings loaded in {load_s:.1f} s, "
-          f"{args.steps} steps: {args.steps / total:.2f} steps/s, {args.steps * bs / total:.1f} crops/s; "
+          f"{args.steps} steps: {args.steps / total:.2f} steps per CPU s, {args.steps * bs / total:.1f} crops per CPU s; "
           f"batches {1000 * data_s / args.steps:.0f} ms/step, model {1000 * model_s / args.steps:.0f} ms/step")
 
 

@@ -83,6 +83,7 @@ def _register_make_dataset(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--asap-count", type=int, help="render only this many (n)ASAP performances, spread over pieces (default: all)")
     p.add_argument("--render-maps", action="store_true", help="also render the MAPS train note tables into OUT/rendered")
     p.add_argument("--timbres", help="comma-separated training timbres (default: every installed one)")
+    p.add_argument("--timbres-per-source", type=int, help="render each piece in this many of the timbres, in turn (default: all)")
     p.add_argument("--max-s", type=float, help="render at most this much of each piece (default: all of it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2)
@@ -117,7 +118,7 @@ def _run_make_dataset(args: argparse.Namespace) -> int:
         sources = render_sources(asap_root=args.asap, exclude_file=exclude, maps_root=args.maps if args.render_maps else None,
                                  asap_count=args.asap_count, seed=args.seed)
         manifest = build_rendered_corpus(sources, timbres, Path(args.out) / "rendered", FeatureConfig(), seed=args.seed,
-                                         max_s=args.max_s, jobs=args.jobs)
+                                         max_s=args.max_s, timbres_per_source=args.timbres_per_source, jobs=args.jobs)
         for name, t in manifest["summary"].items():
             log.info("rendered %s: %d recordings, %.2f h, %.1f s of audio per s", name, t["recordings"], t["hours"], t["audio_s_per_s"])
         log.info("rendered corpus: %d recordings in %.0f s", len(manifest["recordings"]), time.time() - t0)

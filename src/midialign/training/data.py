@@ -268,8 +268,10 @@ def corpus_summary(rows: list[dict]) -> dict:
 
 
 def build_rendered_corpus(sources: list[RenderSource], timbres: tuple[str, ...], out_dir: str | Path, cfg: FeatureConfig, *,
-                          acoustics: AcousticsConfig = AcousticsConfig(), seed: int = 0, max_s: float | None = None, jobs: int = 2) -> dict:
-    """Render every source in every timbre through a drawn room/microphone/codec chain, and cache the features.
+                          acoustics: AcousticsConfig = AcousticsConfig(), seed: int = 0, max_s: float | None = None,
+                          timbres_per_source: int | None = None, jobs: int = 2) -> dict:
+    """Render every source in timbres_per_source of the timbres (default all; source i takes timbres i, i+1, ...
+    in turn, so each timbre gets its share) through a drawn room/microphone/codec chain, and cache the features.
 
     Per render OUT holds <stem>.npy (float16 features (88, frames)), <stem>.tsv (labels, on the
     attacks) and <stem>.json (timbre, acoustic parameters, seed). Resumable: finished renders are
@@ -287,7 +289,8 @@ def build_rendered_corpus(sources: list[RenderSource], timbres: tuple[str, ...],
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     check_cache_config(out, cfg)
-    tasks = [(s, t, out, cfg, acoustics, seed, max_s) for s in sources for t in timbres]
+    k = len(timbres) if timbres_per_source is None else min(timbres_per_source, len(timbres))
+    tasks = [(s, timbres[(i + j) % len(timbres)], out, cfg, acoustics, seed, max_s) for i, s in enumerate(sources) for j in range(k)]
     finished = [out / f"{_item_stem(s, t)}.json" for s, t, *_ in tasks]
     todo = [task for task, meta in zip(tasks, finished) if not meta.exists()]
     rows = [json.loads(meta.read_text()) for meta in finished if meta.exists()]
@@ -295,7 +298,7 @@ def build_rendered_corpus(sources: list[RenderSource], timbres: tuple[str, ...],
 
     def write_manifest() -> dict:
         manifest = {"features": config_to_dict(cfg), "acoustics": config_to_dict(acoustics), "seed": seed, "max_s": max_s,
-                    "timbres": list(timbres), "complete": len(rows) == len(tasks), "summary": corpus_summary(rows), "recordings": rows}
+                    "timbres": list(timbres), "timbres_per_source": k, "complete": len(rows) == len(tasks), "summary": corpus_summary(rows), "recordings": rows}
         atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))
         return manifest
 

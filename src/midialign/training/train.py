@@ -94,7 +94,7 @@ def _room_and_microphone(feats: np.ndarray, rng: np.random.Generator, p_reverb: 
         wet = rng.uniform(0.1, 1.0)  # steady-state tail energy relative to the direct sound
         # Each bin's tail is its magnitude convolved with decay**n (n >= 1), cut at -80 dB: one
         # batched FFT convolution instead of a recursive filter per bin.
-        n_taps = int(np.ceil(np.log(1e-4) / np.log(decay.max()))) + 1
+        n_taps = min(int(np.ceil(np.log(1e-4) / np.log(decay.max()))) + 1, mag.shape[1])  # longer never reaches the crop
         kernel = decay[:, None] ** np.arange(n_taps)[None, :]
         kernel[:, 0] = 0.0
         tail = fftconvolve(mag, kernel, axes=1)[:, : mag.shape[1]]
