@@ -203,8 +203,9 @@ def render_sources(*, asap_root: str | Path | None, exclude_file: str | Path | N
 
 def _source_notes(src: RenderSource) -> Notes:
     if src.key.startswith("asap:"):
-        from .asap import piano_range
+        from .asap import check_folder, piano_range
 
+        check_folder(src.piece)  # held-out folders never render, whoever built the list
         notes = read_midi(src.path)
         return notes.subset(piano_range(notes.pitches))
     return read_note_table(src.path)
@@ -275,8 +276,9 @@ def build_rendered_corpus(sources: list[RenderSource], timbres: tuple[str, ...],
 
     Per render OUT holds <stem>.npy (float16 features (88, frames)), <stem>.tsv (labels, on the
     attacks) and <stem>.json (timbre, acoustic parameters, seed). Resumable: finished renders are
-    kept, so a killed run loses only the renders in flight. manifest.json, rewritten at the end,
-    records the FeatureConfig, the AcousticsConfig, the seed and hours per timbre.
+    kept, so a killed run loses only the renders in flight. manifest.json, rewritten every
+    MANIFEST_EVERY renders and at the end, records the FeatureConfig, the AcousticsConfig, the
+    seed, hours per timbre and every render's row.
     """
     from tqdm import tqdm
 
