@@ -24,7 +24,6 @@ import numpy as np
 from ..config import PITCH_MAX, PITCH_MIN
 from ..notes import Notes
 
-SAMPLE_SR = 44100
 RELEASE_S = 0.1  # damper fade after key (or pedal) release
 PEDAL_DOWN = 64  # CC64 values from here on hold the dampers off
 _NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
