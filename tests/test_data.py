@@ -216,3 +216,10 @@ def test_same_seed_same_case(tmp_path: Path) -> None:
     mtime = (da / "input.mid").stat().st_mtime_ns
     build_maps_case(piece, "maps_am_tempo", out_dir=tmp_path / "a", seed=3)
     assert (da / "input.mid").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_map_with_progress_keeps_task_order(jobs: int) -> None:
+    from midialign.training.data import map_with_progress
+
+    assert map_with_progress(abs, [-3, 1, -2, 5], jobs=jobs, desc="test") == [3, 1, 2, 5]

@@ -6,7 +6,7 @@ import soundfile as sf
 
 from midialign.config import FeatureConfig
 from midialign.core.features import compute_features
-from midialign.io.audio import load_audio
+from midialign.io.audio import load_audio, read_audio
 from midialign.errors import InputError
 from midialign.io.midi import read_midi, write_midi
 from midialign.io.reader import read_notes
@@ -113,6 +113,18 @@ def test_load_audio_mixes_stereo_and_resamples(tmp_path):
         assert out.ndim == 1 and abs(len(out) - 16000) <= 2
         assert 0.5 < np.abs(out).max() < 0.9  # mean of the two channels
 
+
+def test_read_audio_takes_a_path_or_samples_alike(tmp_path):
+    sr = 22050
+    t = np.arange(sr) / sr
+    y = np.stack([np.sin(2 * np.pi * 330 * t), np.zeros_like(t)], axis=1).astype(np.float32)
+    sf.write(tmp_path / "s.wav", y, sr, subtype="FLOAT")
+    from_file = read_audio(tmp_path / "s.wav", 16000)
+    from_samples = read_audio((y, sr), 16000)
+    assert from_samples.shape == (16000,)
+    np.testing.assert_allclose(from_samples, from_file, atol=1e-6)
+    with pytest.raises(InputError, match="silent"):
+        read_audio((np.zeros(sr, np.float32), sr), 16000)
 
 def test_bad_audio_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="not found"):

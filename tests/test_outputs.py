@@ -55,7 +55,7 @@ def test_all_formats_round_trip(tiny_pair: TinyPair, tiny_weights: Path, tmp_pat
 
     # CSV: one row per input note, in input order.
     df = pd.read_csv(out / "a.csv")
-    assert list(df.columns) == ["index", "pitch", "velocity", "input_onset", "input_offset", "onset", "offset", "moved", "confidence"]
+    assert list(df.columns) == ["index", "input_index", "pitch", "velocity", "input_onset", "input_offset", "onset", "offset", "moved", "confidence"]
     assert df["index"].tolist() == list(range(len(inp)))
     assert df["pitch"].tolist() == inp.pitches.tolist()
     assert df["velocity"].tolist() == inp.velocities.tolist()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .alignment import Alignment
-from .config import DEFAULT_METHOD, METHODS, DTWConfig, FeatureConfig, InferenceConfig
+from .config import DEFAULT_METHOD, METHODS, MIN_NOTE_S, DTWConfig, FeatureConfig, InferenceConfig
 from .errors import InputError
 from .notes import Notes
 
@@ -65,13 +65,18 @@ class Aligner:
             timings["load_model"] = time.perf_counter() - t0
         fcfg = self.model.feature_cfg if use_net else FeatureConfig()
         t = time.perf_counter()
+        input_index = None
+        if not isinstance(notes, Notes):
+            from .io.reader import read_notes_indexed
+
+            notes, input_index = read_notes_indexed(notes)
         y, notes = load_inputs(audio, notes, sample_rate=fcfg.sample_rate)
         duration = len(y) / fcfg.sample_rate
         timings["load"] = time.perf_counter() - t
         warnings = sanity_warnings(notes, duration)
         if method == "none":
             return self._result(notes, notes, np.zeros(len(notes), bool), np.zeros(len(notes)), method=method,
-                                duration=duration, path=None, timings=timings, warnings=warnings)
+                                duration=duration, path=None, timings=timings, warnings=warnings, input_index=input_index)
 
         from .core.features import compute_features
 
@@ -97,13 +102,17 @@ class Aligner:
         timings["total"] = time.perf_counter() - t0
         if use_net and len(notes) >= 20 and moved.mean() < 0.2:
             warnings.append(f"only {moved.mean():.0%} of notes were found in the audio: is this the right recording?")
-        return self._result(notes, current, moved, conf, method=method, duration=duration, path=path, timings=timings, warnings=warnings)
+        return self._result(notes, current, moved, conf, method=method, duration=duration, path=path, timings=timings,
+                            warnings=warnings, input_index=input_index)
 
     def _result(self, notes: Notes, aligned: Notes, moved: np.ndarray, conf: np.ndarray, *, method: str, duration: float,
-                path: np.ndarray | None, timings: dict[str, float], warnings: list[str]) -> Alignment:
+                path: np.ndarray | None, timings: dict[str, float], warnings: list[str], input_index: np.ndarray | None) -> Alignment:
+        aligned, n_clipped = clip_to_audio(aligned, duration)
+        if n_clipped:
+            warnings.append(f"{n_clipped} of {len(aligned)} notes fell outside the audio (0-{duration:.2f} s) and were clipped into it")
         for w in warnings:
             log.warning(w)
-        return Alignment(notes, aligned, moved, conf, method, duration, path, timings, tuple(warnings), self.inference.min_confidence)
+        return Alignment(notes, aligned, moved, conf, method, duration, path, timings, tuple(warnings), self.inference.min_confidence, input_index)
 
 
 def align(audio: AudioInput, notes: NotesInput, *, method: str = DEFAULT_METHOD, weights: str | Path | None = None,
@@ -114,19 +123,35 @@ def align(audio: AudioInput, notes: NotesInput, *, method: str = DEFAULT_METHOD,
 
 def load_inputs(audio: AudioInput, notes: NotesInput, *, sample_rate: int) -> tuple[np.ndarray, Notes]:
     """(mono float32 samples at sample_rate, notes), checked: audio not silent, notes finite and non-empty."""
-    from .io.audio import check_audio, load_audio, prepare_audio
+    from .io.audio import read_audio
     from .io.reader import read_notes
 
-    if isinstance(audio, tuple):
-        y = check_audio(prepare_audio(audio[0], int(audio[1]), sample_rate), sample_rate)
-    else:
-        y = load_audio(audio, sample_rate)
+    y = read_audio(audio, sample_rate)
     notes = notes if isinstance(notes, Notes) else read_notes(notes)
     if len(notes) == 0:
         raise InputError("the MIDI has no notes")
     if not np.isfinite(notes.intervals).all():
         raise InputError("note times must be finite")
     return y, notes
+
+
+def clip_to_audio(notes: Notes, duration_s: float) -> tuple[Notes, int]:
+    """(notes clipped into the audio, how many were clipped). Times in seconds.
+
+    A note starting before 0 s or after duration_s - MIN_NOTE_S, or ending after duration_s, gets
+    its onset clipped to [0, duration_s - MIN_NOTE_S] and its offset to [onset + MIN_NOTE_S,
+    duration_s]; other notes keep their times. Pedal times are clipped to [0, duration_s].
+    A score much longer than its recording leaves notes outside it (DTW pads both ends).
+    """
+    on, off = notes.onsets, notes.offsets
+    last_onset = max(duration_s - MIN_NOTE_S, 0.0)
+    outside = (on < 0.0) | (on > last_onset) | (off > duration_s)
+    new_on = np.clip(on, 0.0, last_onset)
+    new_off = np.maximum(np.minimum(off, duration_s), new_on + MIN_NOTE_S)
+    intervals = np.where(outside[:, None], np.stack([new_on, new_off], 1), notes.intervals)
+    pedal = notes.pedal.copy()
+    pedal[:, 0] = np.clip(pedal[:, 0], 0.0, duration_s)
+    return notes.with_times(intervals, pedal), int(outside.sum())
 
 
 def sanity_warnings(notes: Notes, audio_s: float) -> list[str]:

@@ -17,6 +17,8 @@ class Alignment:
     confidence: (n,) float in [0, 1].
     path: (K, 2) [input time s, audio time s] from the DTW stage, or None.
     timings: seconds per stage. min_confidence: the threshold the alignment was made with.
+    input_index: (n,) int, note i's row in the input file (readers sort notes and may drop some);
+    None means the input's own order, 0..n-1.
     """
 
     input_notes: Notes
@@ -29,8 +31,13 @@ class Alignment:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     min_confidence: float = InferenceConfig.min_confidence
+    input_index: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        index = np.arange(len(self.notes)) if self.input_index is None else np.asarray(self.input_index, dtype=np.int64)
+        if index.shape != (len(self.notes),):
+            raise ValueError(f"input_index needs one entry per note ({len(self.notes)}), got shape {index.shape}")
+        object.__setattr__(self, "input_index", index)
         if not same_identity(self.input_notes, self.notes):
             raise ValueError("aligned notes must keep the input's count, pitches and order")
         if len(self.moved) != len(self.notes) or len(self.confidence) != len(self.notes):

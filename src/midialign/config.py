@@ -23,11 +23,15 @@ DEFAULT_METHOD = "dtw+crnn"
 # The shipped model, a file in the package's weights/ folder.
 DEFAULT_WEIGHTS = "default.pt"
 
+# A batch worker checks this often whether its parent process is still alive.
+PARENT_POLL_S = 0.5
+
 # File types, by lower-case suffix.
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm")
 MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 TABLE_SUFFIXES = (".tsv", ".csv", ".txt")
-SCORE_SUFFIXES = (".musicxml", ".xml", ".mxl", ".mei", ".krn")
+# Scores are read by partitura; gzipped MusicXML is unpacked first (partitura reads .mxl itself).
+SCORE_SUFFIXES = (".musicxml", ".xml", ".mxl", ".musicxml.gz", ".xml.gz", ".mei", ".krn", ".kern")
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,7 @@ class DTWConfig:
     onset_rel_threshold: float = 0.4  # fraction of the pitch's local (2 s) max flux
     # Added to flux-peak times. 0: on the synthetic MAPS training audio the peaks sit on the
     # annotated onsets (median -0.5 ms), the convention the refiner is trained to. (The real
-    # ENSTDkAm recordings sound 17 ms after their annotations; see README "Timing convention".)
+    # ENSTDkAm recordings sound 17 ms after their annotations; see docs/results.md "Timing convention".)
     onset_shift_s: float = 0.0
     # "synctoolbox" front end.
     reference_sample_rate: int = 22050
@@ -203,6 +207,34 @@ class TrainConfig:
     onset_weight: float = 1.0
     # Random EQ and reverberation of the features (train.augment_features).
     room_augment: bool = True
+
+
+@dataclass(frozen=True)
+class MidiOutputConfig:
+    """The aligned MIDI file: the input's structure at the aligned times, plain or with a tempo map."""
+
+    # Plain output: one tempo, 1920 ticks per beat at 120 bpm, so a tick is 0.26 ms.
+    ticks_per_beat: int = 1920
+    tempo_us: int = 500_000
+    # --tempo-map: a note keeps its input tick when the tempo map plays that tick this close to its
+    # aligned time; otherwise it moves by ticks. With the plain output's 0.13 ms rounding and
+    # max_tick_s, every note then plays within 1 ms of the plain output.
+    grid_tolerance_s: float = 0.0008
+    # Ticks are multiplied by the smallest integer that makes a tick last at most this long.
+    max_tick_s: float = 0.0004
+    # A recording that starts later than this after the score's first tick gets an empty lead-in
+    # bar; an earlier start plays the first notes late by ticks instead of a bar at a wild tempo.
+    lead_in_after_s: float = 0.05
+    # Tempo events at least this many beats apart (at most two per beat) ...
+    min_tempo_spacing_beats: float = 0.5
+    # ... and none that changes the tempo by less than this fraction.
+    steady_tempo: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not 0 < self.grid_tolerance_s < 0.001 or not 0 < self.max_tick_s <= 0.002:
+            raise ValueError("grid_tolerance_s must lie in (0, 1 ms) and max_tick_s in (0, 2 ms]")
+        if self.min_tempo_spacing_beats <= 0 or self.steady_tempo < 0:
+            raise ValueError("min_tempo_spacing_beats must be positive and steady_tempo non-negative")
 
 
 @dataclass(frozen=True)

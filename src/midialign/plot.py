@@ -1,4 +1,5 @@
-"""The --plot picture: a piano roll of the input and aligned notes over the recording's CQT (matplotlib)."""
+"""The --plot picture: a piano roll of the input and aligned notes over the recording's CQT and,
+under it, the local tempo of the tempo map (matplotlib)."""
 from __future__ import annotations
 
 import io
@@ -32,24 +33,23 @@ def check_plot_range(start: float, end: float) -> tuple[float, float]:
 
 
 def plot_png(result: Alignment, audio: str | Path | tuple[np.ndarray, int], *, start: float = 0.0, end: float = DEFAULT_PLOT_SPAN_S,
-             feature_cfg: FeatureConfig = FeatureConfig()) -> bytes:
+             feature_cfg: FeatureConfig = FeatureConfig(), tempo: np.ndarray | None = None) -> bytes:
     """PNG of a piano roll over [start, end) s: CQT behind, input notes outlined, aligned notes filled.
 
     Low-confidence notes (network methods only: for none/dtw confidence
     carries no information) are marked with a red x at their aligned onset.
+    tempo: (k, 2) [time s, quarter notes per minute] from each tempo event on
+    (io.midi_structure.AlignedMidi.tempo); drawn as a second panel when given.
     """
     plt = import_matplotlib()
     from matplotlib.patches import Rectangle
 
     from .core.features import compute_features
-    from .io.audio import check_audio, load_audio, prepare_audio
+    from .io.audio import read_audio
 
     start, end = check_plot_range(start, end)
     sr = feature_cfg.sample_rate
-    if isinstance(audio, tuple):
-        y = check_audio(prepare_audio(audio[0], int(audio[1]), sr), sr)
-    else:
-        y = load_audio(audio, sr)
+    y = read_audio(audio, sr)
     end = min(end, max(len(y) / sr, start + 1.0 / feature_cfg.fps))
     seg = y[int(start * sr):int(np.ceil(end * sr))]
     feats = compute_features(seg, feature_cfg) if len(seg) >= feature_cfg.hop_length else np.zeros((feature_cfg.n_bins, 1), np.float32)
@@ -61,7 +61,11 @@ def plot_png(result: Alignment, audio: str | Path | tuple[np.ndarray, int], *, s
     hi = int(pitches[visible].max()) + 3 if visible.any() else PITCH_MAX
     lo, hi = max(lo, PITCH_MIN), min(hi, PITCH_MAX)
 
-    fig, ax = plt.subplots(figsize=(min(4 + 0.6 * (end - start), 24), 6), dpi=110)
+    width = min(4 + 0.6 * (end - start), 24)
+    if tempo is None:
+        fig, ax = plt.subplots(figsize=(width, 6), dpi=110)
+    else:
+        fig, (ax, tempo_ax) = plt.subplots(2, 1, figsize=(width, 8), dpi=110, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
     try:
         # Feature bin k is MIDI pitch 21 + k (12 bins/octave from A0).
         ax.imshow(feats, origin="lower", aspect="auto", cmap="Greys", interpolation="nearest",
@@ -79,7 +83,9 @@ def plot_png(result: Alignment, audio: str | Path | tuple[np.ndarray, int], *, s
         ax.plot([], [], "s", color="tab:orange", label=f"aligned ({result.method})")
         ax.set_xlim(start, end)
         ax.set_ylim(lo - 0.5, hi + 0.5)
-        ax.set_xlabel("time (s)")
+        if tempo is not None:
+            _draw_tempo(tempo_ax, np.asarray(tempo, dtype=np.float64).reshape(-1, 2), end=end)
+        (ax if tempo is None else tempo_ax).set_xlabel("time (s)")
         ax.set_ylabel("MIDI pitch")
         ax.set_title(f"{len(out)} notes, {result.share_moved:.0%} moved by the network" if "crnn" in result.method else f"{len(out)} notes ({result.method})")
         ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
@@ -89,3 +95,14 @@ def plot_png(result: Alignment, audio: str | Path | tuple[np.ndarray, int], *, s
     finally:
         plt.close(fig)
     return buf.getvalue()
+
+
+def _draw_tempo(ax, tempo: np.ndarray, *, end: float) -> None:
+    """Local tempo as steps: each tempo event holds until the next."""
+    times = np.append(tempo[:, 0], max(end, tempo[-1, 0]))
+    bpm = np.append(tempo[:, 1], tempo[-1, 1])
+    ax.step(times, bpm, where="post", color="tab:green")
+    lo, hi = float(bpm.min()), float(bpm.max())
+    ax.set_ylim(lo * 0.9 - 1, hi * 1.1 + 1)
+    ax.set_ylabel("tempo (quarter notes/min)")
+    ax.grid(alpha=0.3)

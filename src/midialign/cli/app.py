@@ -35,7 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.ERROR if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", force=True)
+    # Other libraries (numba, matplotlib, partitura...) stay at WARNING, even with -v.
+    logging.basicConfig(level=max(level, logging.WARNING), format="%(levelname)s: %(message)s", force=True)
+    log.setLevel(level)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()

@@ -13,14 +13,17 @@ import json
 import logging
 import os
 import re
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Literal
 
-from ..config import AUDIO_SUFFIXES, DEFAULT_METHOD, METHODS, MIDI_SUFFIXES
+from ..config import AUDIO_SUFFIXES, DEFAULT_METHOD, METHODS, MIDI_SUFFIXES, PARENT_POLL_S
 from ..errors import InputError
-from ..io.atomic import atomic_write_text
+from ..io.atomic import atomic_write_text, remove_temporaries
 
 log = logging.getLogger("midialign")
 
@@ -123,6 +126,10 @@ def _scan_dir(root: Path) -> list[Pair]:
 # ---------------------------------------------------------------- one pair (runs in workers)
 
 _ALIGNERS: dict[str, object] = {}
+# With --jobs 1 pairs are aligned in a daemon thread that outlives a Ctrl-C (cli.running.run_interruptibly):
+# once _STOPPED is set it writes nothing more, and the summary re-checks the outputs under _WRITING.
+_WRITING = threading.Lock()
+_STOPPED = threading.Event()
 
 
 def _worker_aligner(weights: Path | None):
@@ -143,6 +150,37 @@ def _init_worker(threads: int) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
 
+def _init_pool_worker(threads: int, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
+    # Ctrl-C reaches the whole process group; the main process stops the workers itself, at once.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(threads)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this process as soon as parent_pid stops being its parent (the parent died, even by SIGKILL).
+
+    Linux: the kernel sends SIGKILL (PR_SET_PDEATHSIG; strictly, when the parent's thread that
+    started the pool ends, which is the thread running the batch). Everywhere, and for a parent that
+    died before that was set: a daemon thread polls the parent pid every PARENT_POLL_S seconds.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass  # the polling thread still applies
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="midialign-parent-watch", daemon=True).start()
+
+
 def pair_outputs(out_dir: Path, pair: Pair) -> tuple[Path, Path]:
     """(MIDI, JSON) output paths of a pair."""
     return out_dir / f"{pair.name}.mid", out_dir / f"{pair.name}.json"
@@ -156,11 +194,16 @@ def align_pair(pair: Pair, *, out_dir: Path, method: str, weights: Path | None) 
         from ..io.atomic import atomic_write_bytes
         from ..io.midi import midi_bytes
         from ..io.writers import json_text
+        from .running import library_warnings_to_debug
 
-        result = _worker_aligner(weights).align(pair.audio, pair.midi, method=method)
+        with library_warnings_to_debug():
+            result = _worker_aligner(weights).align(pair.audio, pair.midi, method=method)
         mid, js = pair_outputs(out_dir, pair)
-        atomic_write_text(js, json_text(result, audio=pair.audio, notes=pair.midi))
-        atomic_write_bytes(mid, midi_bytes(result.notes))  # last: its existence means "finished"
+        with _WRITING:
+            if _STOPPED.is_set():
+                raise KeyboardInterrupt
+            atomic_write_text(js, json_text(result, audio=pair.audio, notes=pair.midi))
+            atomic_write_bytes(mid, midi_bytes(result.notes))  # last: its existence means "finished"
         return replace(base, status="done", notes=len(result.notes), seconds=time.perf_counter() - t0)
     except Exception as exc:  # a bad pair must not stop the batch
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -193,6 +236,7 @@ def run_batch(pairs: list[Pair], cfg: BatchConfig) -> list[PairResult]:
     """Run all unfinished pairs; return one result per pair (input order) and write the summary CSV."""
     _check_config(pairs, cfg)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    _STOPPED.clear()
     results: dict[str, PairResult] = {}
     todo = []
     for p in pairs:
@@ -209,8 +253,17 @@ def run_batch(pairs: list[Pair], cfg: BatchConfig) -> list[PairResult]:
             if res.status == "failed":
                 log.error("%s: failed: %s", res.name, res.error)
     except KeyboardInterrupt:
-        for p in todo:
-            results.setdefault(p.name, PairResult(p.name, "interrupted", audio=str(p.audio), midi=str(p.midi)))
+        # A pair may have finished after its last report: its outputs, not the reports, say it is done.
+        _STOPPED.set()
+        with _WRITING:
+            for p in todo:
+                mid, js = pair_outputs(cfg.out_dir, p)
+                for out in (mid, js):
+                    remove_temporaries(out)  # a stopped worker may have been writing
+                if p.name not in results:
+                    done = mid.is_file()
+                    results[p.name] = PairResult(p.name, "done" if done else "interrupted", _notes_from_summary(js) if done else None,
+                                                 audio=str(p.audio), midi=str(p.midi))
         write_summary_csv([results[p.name] for p in pairs], cfg.out_dir / SUMMARY_NAME)
         raise
     ordered = [results[p.name] for p in pairs]
@@ -243,8 +296,10 @@ def _execute(todo: list[Pair], cfg: BatchConfig) -> Iterator[PairResult]:
     if cfg.executor == "ray":
         yield from _execute_ray(todo, cfg)
     elif cfg.jobs == 1 or len(todo) == 1:
+        from .running import run_interruptibly
+
         for p in todo:
-            yield align_pair(p, out_dir=cfg.out_dir, method=cfg.method, weights=cfg.weights)
+            yield run_interruptibly(lambda: align_pair(p, out_dir=cfg.out_dir, method=cfg.method, weights=cfg.weights))
     else:
         yield from _execute_processes(todo, cfg)
 
@@ -255,7 +310,8 @@ def _execute_processes(todo: list[Pair], cfg: BatchConfig) -> Iterator[PairResul
 
     jobs = min(cfg.jobs, len(todo))
     # spawn, not fork: forking a process that may hold torch/OpenMP threads can deadlock.
-    ex = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=((os.cpu_count() or 1) // jobs,))
+    ex = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_pool_worker,
+                             initargs=((os.cpu_count() or 1) // jobs, os.getpid()))
     try:
         futures = {ex.submit(align_pair, p, out_dir=cfg.out_dir, method=cfg.method, weights=cfg.weights): p for p in todo}
         for fut in as_completed(futures):
@@ -264,8 +320,23 @@ def _execute_processes(todo: list[Pair], cfg: BatchConfig) -> Iterator[PairResul
                 yield fut.result()
             except Exception as exc:  # a worker died (e.g. out of memory): record it, go on
                 yield PairResult(p.name, "failed", error=f"worker failed: {type(exc).__name__}: {exc}", audio=str(p.audio), midi=str(p.midi))
+    except BaseException:  # Ctrl-C (or the consumer stopped): don't wait for the pairs in flight
+        _stop_workers(ex)
+        raise
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(ex) -> None:
+    """Terminate a ProcessPoolExecutor's workers now (its public terminate_workers() arrives in Python 3.14)."""
+    if hasattr(ex, "terminate_workers"):
+        ex.terminate_workers()
+        return
+    procs = list((getattr(ex, "_processes", None) or {}).values())
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(timeout=1.0)
 
 
 def _execute_ray(todo: list[Pair], cfg: BatchConfig) -> Iterator[PairResult]:

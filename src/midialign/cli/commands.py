@@ -25,14 +25,18 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 def _register_align(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("align", help="align a MIDI (or score / note table) to a piano recording")
     p.add_argument("audio", help="recording: wav, flac, ogg, mp3, ...")
-    p.add_argument("midi", help="MIDI, note table (.tsv/.csv) or score (.musicxml/.mei/.krn)")
+    p.add_argument("midi", help="MIDI, note table (.tsv/.csv) or score (.musicxml, .mxl, .musicxml.gz, .mei, .krn)")
     p.add_argument("-o", "--output", required=True, help="aligned MIDI to write")
     p.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS, help=f"default: {DEFAULT_METHOD}")
     p.add_argument("--csv", help="also write a per-note CSV table")
     p.add_argument("--sv", metavar="CSV", help="also write a Sonic Visualiser note layer (time,value,duration,level,label)")
     p.add_argument("--match", metavar="FILE", help="also write a match file (needs a score input and partitura)")
     p.add_argument("--json", metavar="FILE", help="also write a JSON summary (method, timings, share moved, low-confidence notes)")
-    p.add_argument("--plot", metavar="PNG", help="also draw a piano-roll overlay (needs matplotlib)")
+    p.add_argument("--tempo-map", action="store_true",
+                   help="keep the input's ticks, bars and beats and carry the performance in a tempo map (notes off the beat map move by "
+                        "ticks; every note plays within 1 ms of its aligned time). Use it for score input (MusicXML/MEI/kern or a score MIDI) "
+                        "and to open the result in a DAW or notation program; without it the MIDI keeps the input's tracks at one tempo")
+    p.add_argument("--plot", metavar="PNG", help="also draw a piano-roll overlay and, for MIDI or score input, the local tempo (needs matplotlib)")
     p.add_argument("--plot-range", nargs=2, type=float, metavar=("START", "END"), help="plot window in seconds (default: 0 20)")
     p.add_argument("--weights", help="model checkpoint (default: the shipped model)")
     p.add_argument("--offsets", default="roll", choices=["roll", "input"],
@@ -44,11 +48,11 @@ def _run_align(args: argparse.Namespace) -> int:
     """Check every output, align, then write all outputs at once; never over an input."""
     from pathlib import Path
 
-    from ..io.writers import OutputPaths, check_outputs, write_outputs
+    from ..io.writers import OutputPaths, check_outputs, has_beats, output_midi, write_outputs
 
     opt = lambda value: Path(value) if value else None
     paths = OutputPaths(midi=opt(args.output), csv=opt(args.csv), sv=opt(args.sv), match=opt(args.match), json=opt(args.json), plot=opt(args.plot))
-    check_outputs(paths, audio=args.audio, notes=args.midi)
+    check_outputs(paths, audio=args.audio, notes=args.midi, tempo_map=args.tempo_map)
     from ..plot import DEFAULT_PLOT_SPAN_S, check_plot_range, import_matplotlib
 
     plot_range = check_plot_range(*args.plot_range) if args.plot_range else (0.0, DEFAULT_PLOT_SPAN_S)
@@ -57,16 +61,26 @@ def _run_align(args: argparse.Namespace) -> int:
 
     from ..aligner import Aligner
     from ..config import InferenceConfig
+    from .running import library_warnings_to_debug, run_interruptibly
 
-    result = Aligner(args.weights, inference=InferenceConfig(offsets=args.offsets)).align(args.audio, args.midi, method=args.method)
+    aligner = Aligner(args.weights, inference=InferenceConfig(offsets=args.offsets))
+    with library_warnings_to_debug():
+        result = run_interruptibly(lambda: aligner.align(args.audio, args.midi, method=args.method))
+    midi = output_midi(result, args.midi, tempo_map=args.tempo_map)
     png = None
     if args.plot:
         from ..plot import plot_png
 
-        png = plot_png(result, args.audio, start=plot_range[0], end=plot_range[1])
-    write_outputs(result, paths, audio=args.audio, notes=args.midi, plot_png=png)
+        tempo = None
+        if has_beats(args.midi):
+            tempo = midi.tempo if args.tempo_map else output_midi(result, args.midi, tempo_map=True).tempo
+        png = plot_png(result, args.audio, start=plot_range[0], end=plot_range[1], tempo=tempo)
+    write_outputs(result, paths, audio=args.audio, notes=args.midi, plot_png=png, midi=midi)
     log.info("aligned %d notes with %s in %.2f s (%.0f%% moved) -> %s", len(result.notes), result.method,
              result.timings.get("total", 0.0), 100 * result.share_moved, args.output)
+    if args.tempo_map:
+        log.info("tempo map: %d tempo events; %d of %d notes moved off their input ticks", midi.report["n_tempo_events"],
+                 midi.report["n_off_grid"], midi.report["n_notes"])
     return 0
 
 
@@ -170,27 +184,46 @@ def _run_train(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- evaluate
 
 def _register_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score an aligned MIDI against an evaluation case's reference")
-    p.add_argument("case_dir", help="case folder: audio.*, input.mid, reference.tsv, meta.json")
+    p = sub.add_parser("evaluate", help="score an aligned MIDI against an evaluation case's reference, or against a reference note table")
+    p.add_argument("case_dir", nargs="?", help="case folder: audio.*, input.mid, reference.tsv, meta.json (or give --reference)")
     p.add_argument("estimate", help="aligned MIDI (or note table) to score")
+    p.add_argument("--reference", metavar="REF.tsv",
+                   help="note table (onset offset pitch [velocity]) instead of a case folder: row i is the true timing of note i, a nan onset is not scored; "
+                        "an estimate with other notes is paired by pitch and onset")
     p.add_argument("--json", dest="json_out", help="also write the scores as JSON")
     p.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
-    from ..evaluation.cases import load_case, score_case
-    from ..evaluation.metrics import format_scores
-    from ..io.atomic import atomic_write_text
+    from ..errors import InputError
+    from ..evaluation.metrics import estimate_errors, format_scores, score_errors
+    from ..io.atomic import atomic_write_text, check_writable
     from ..io.reader import read_notes
 
-    case = load_case(args.case_dir)
-    scores = score_case(case, read_notes(args.estimate))
-    print(f"case {case.name}: {args.estimate}")
+    if (args.case_dir is None) == (args.reference is None):
+        raise InputError("give either a case folder or --reference REF.tsv (not both)")
+    if args.json_out:
+        check_writable(Path(args.json_out), "--json")
+    if args.reference:
+        from ..io.table import read_note_table
+
+        reference = read_note_table(args.reference, keep_order=True)
+        scores = score_errors(estimate_errors(reference, read_notes(args.estimate)))
+        source = {"reference": str(args.reference)}
+        print(f"reference {args.reference}: {args.estimate}")
+    else:
+        from ..evaluation.cases import load_case, score_case
+
+        case = load_case(args.case_dir)
+        scores = score_case(case, read_notes(args.estimate))
+        source = {"case": case.name}
+        print(f"case {case.name}: {args.estimate}")
     print(format_scores(scores))
     if args.json_out:
-        doc = {"case": case.name, "estimate": str(args.estimate), "scores": scores.to_dict()}
+        doc = {**source, "estimate": str(args.estimate), "scores": scores.to_dict()}
         atomic_write_text(args.json_out, json.dumps(doc, indent=2, allow_nan=False) + "\n")
     return 0
 

@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..io.midi import read_midi
 from ..io.table import read_note_table
 from ..notes import Notes
-from .metrics import NoteErrors, Scores, note_errors, pair_notes, paired_intervals, score_errors
+from .metrics import NoteErrors, Scores, estimate_errors, note_errors, score_errors
 
 
 @dataclass(frozen=True)
@@ -87,17 +87,8 @@ def load_case(case_dir: str | Path) -> Case:
 
 
 def case_errors(case: Case, est: Notes) -> NoteErrors:
-    """Errors of an estimate for a case.
-
-    An estimate with the input's pitches index by index (an aligner's own output,
-    in input order) is taken as index-matched; anything else (e.g. a MIDI file
-    re-read in canonical order, or with notes added or lost) is paired with pair_notes.
-    """
-    if len(est) == len(case.input_notes) and np.array_equal(est.pitches, case.input_notes.pitches):
-        return note_errors(case.reference, est.intervals, 0)
-    pairing = pair_notes(case.input_notes, est)
-    n_extra = len(est) - int((pairing >= 0).sum())
-    return note_errors(case.reference, paired_intervals(pairing, est), n_extra)
+    """Errors of an estimate for a case (metrics.estimate_errors, paired by the case's input notes)."""
+    return estimate_errors(case.reference, est, paired_by=case.input_notes)
 
 
 def missed_errors(case: Case) -> NoteErrors:

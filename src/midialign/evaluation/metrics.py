@@ -98,6 +98,21 @@ def note_errors(reference: Notes, estimate_intervals: np.ndarray, n_extra: int =
     return NoteErrors(onset_errors(reference, est), offset_errors(reference, est), n_extra)
 
 
+def estimate_errors(reference: Notes, est: Notes, *, paired_by: Notes | None = None) -> NoteErrors:
+    """Errors of an estimate against a reference whose row i is the true timing of note i.
+
+    An estimate with the reference's pitches index by index (an aligner's own output, in
+    input order) is index-matched; anything else (e.g. a MIDI re-read in canonical order,
+    or with notes added or lost) is paired with pair_notes against paired_by (the input
+    notes, when known; else the reference itself).
+    """
+    if len(est) == len(reference) and np.array_equal(est.pitches, reference.pitches):
+        return note_errors(reference, est.intervals, 0)
+    pairing = pair_notes(reference if paired_by is None else paired_by, est)
+    n_extra = len(est) - int((pairing >= 0).sum())
+    return note_errors(reference, paired_intervals(pairing, est), n_extra)
+
+
 # ---------------------------------------------------------------- scores
 
 

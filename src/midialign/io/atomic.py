@@ -1,6 +1,7 @@
 """All-or-nothing file writes: temporary files beside the targets, renamed into place only when all are ready."""
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -37,6 +38,12 @@ def write_all(files: dict[Path, bytes]) -> None:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         raise
+
+
+def remove_temporaries(path: Path) -> None:
+    """Remove temporary files that an interrupted write of path left beside it."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def check_writable(path: Path, option: str) -> None:

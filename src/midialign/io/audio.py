@@ -68,3 +68,12 @@ def check_audio(y: np.ndarray, sample_rate: int, *, name: str = "audio") -> np.n
     if float(np.sqrt(np.mean(y.astype(np.float64) ** 2))) < SILENCE_RMS:
         raise InputError(f"{name}: audio is silent")
     return y
+
+
+def read_audio(audio: str | Path | tuple[np.ndarray, int], sample_rate: int) -> np.ndarray:
+    """(n,) float32 mono samples at sample_rate (Hz) from a file path or (samples (n,) or (n, channels), rate);
+    checked by check_audio."""
+    if isinstance(audio, tuple):
+        samples, rate = audio
+        return check_audio(prepare_audio(samples, int(rate), sample_rate), sample_rate)
+    return load_audio(audio, sample_rate)

@@ -20,6 +20,12 @@ def read_midi(path: str | Path, *, clip_range: bool = True) -> Notes:
 
     Notes outside A0-C8 are dropped when clip_range is set (a piano cannot play them).
     """
+    return read_midi_indexed(path, clip_range=clip_range)[0]
+
+
+def read_midi_indexed(path: str | Path, *, clip_range: bool = True) -> tuple[Notes, np.ndarray]:
+    """(read_midi(path), (n,) int: note i's row in the file), counting rows over the notes of
+    the non-drum instruments in file order, as pretty_midi lists them, dropped notes included."""
     import pretty_midi
 
     path = Path(path)
@@ -36,15 +42,18 @@ def read_midi(path: str | Path, *, clip_range: bool = True) -> Notes:
         rows.extend((n.start, n.end, n.pitch, n.velocity) for n in inst.notes)
         pedal.extend((c.time, c.value) for c in inst.control_changes if c.number == 64)
     arr = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    kept = np.arange(len(arr))
     if clip_range and len(arr):
         inside = (arr[:, 2] >= PITCH_MIN) & (arr[:, 2] <= PITCH_MAX)
         if inside.any() and not inside.all():
-            log.warning("%s: dropped %d notes outside the piano range A0-C8 (MIDI 21-108)", path, int((~inside).sum()))
-        arr = arr[inside]
+            log.warning("%s: dropped %d notes outside the piano range A0-C8 (MIDI 21-108); the CSV's input_index keeps each note's row",
+                        path, int((~inside).sum()))
+        arr, kept = arr[inside], kept[inside]
     if len(arr) == 0:
         raise InputError(f"{path}: MIDI contains no piano-range notes")
     arr[:, 1] = np.maximum(arr[:, 1], arr[:, 0])
-    return Notes(arr[:, :2], arr[:, 2], arr[:, 3], np.array(pedal).reshape(-1, 2)).sorted()
+    notes = Notes(arr[:, :2], arr[:, 2], arr[:, 3], np.array(pedal).reshape(-1, 2))
+    return notes.sorted(), kept[notes.order()]
 
 
 def notes_to_pretty_midi(notes: Notes):

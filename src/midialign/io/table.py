@@ -16,6 +16,11 @@ def read_note_table(path: str | Path, *, keep_order: bool = False) -> Notes:
 
     keep_order keeps row order (and nan onsets) instead of sorting, for reference tables.
     """
+    return read_note_table_indexed(path, keep_order=keep_order)[0]
+
+
+def read_note_table_indexed(path: str | Path, *, keep_order: bool = False) -> tuple[Notes, np.ndarray]:
+    """(read_note_table(path), (n,) int: note i's data row in the file, from 0, blank lines not counted)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
@@ -50,7 +55,9 @@ def read_note_table(path: str | Path, *, keep_order: bool = False) -> Notes:
     if len(arr) == 0 and not keep_order:
         raise InputError(f"{path}: note table has no notes")
     notes = Notes(arr[:, :2], arr[:, 2], arr[:, 3])
-    return notes if keep_order else notes.sorted()
+    if keep_order:
+        return notes, np.arange(len(notes))
+    return notes.sorted(), notes.order()
 
 
 def _is_number(s: str) -> bool:

@@ -1,6 +1,7 @@
 """Everything `midialign align` can write, as one all-or-nothing set.
 
-Formats: aligned MIDI, per-note CSV, Sonic Visualiser note layer, match file
+Formats: aligned MIDI (the input's structure, plain or with a tempo map:
+io.midi_structure), per-note CSV, Sonic Visualiser note layer, match file
 (partitura, score input only), JSON summary and a piano-roll picture (PNG
 bytes made by midialign.plot). check_outputs() refuses a bad set before any
 work; write_outputs() renders every file, then renames them all into place.
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..config import MIDI_SUFFIXES
 from ..errors import InputError
 from ..notes import Notes
 from .atomic import check_writable, write_all
@@ -24,12 +26,13 @@ from .score import import_partitura, is_score, score_note_ids
 
 if TYPE_CHECKING:
     from ..alignment import Alignment
+    from .midi_structure import AlignedMidi
 
 log = logging.getLogger("midialign")
 
 _NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 OUTPUT_OPTIONS = {"midi": "-o", "csv": "--csv", "sv": "--sv", "match": "--match", "json": "--json", "plot": "--plot"}
-CSV_COLUMNS = ("index", "pitch", "velocity", "input_onset", "input_offset", "onset", "offset", "moved", "confidence")
+CSV_COLUMNS = ("index", "input_index", "pitch", "velocity", "input_onset", "input_offset", "onset", "offset", "moved", "confidence")
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,10 @@ class OutputPaths:
         return [(OUTPUT_OPTIONS[f.name], Path(getattr(self, f.name))) for f in fields(self) if getattr(self, f.name) is not None]
 
 
-def check_outputs(paths: OutputPaths, *, audio: str | Path, notes: str | Path) -> None:
+def check_outputs(paths: OutputPaths, *, audio: str | Path, notes: str | Path, tempo_map: bool = False) -> None:
     """Refuse a bad output set before the slow alignment runs: an output over an input,
-    one path twice, a folder, an unwritable place, or --match without a score input."""
+    one path twice, a folder, an unwritable place, --match without a score input, or
+    --tempo-map without beats (a note table)."""
     inputs = {Path(audio).resolve(): "audio", Path(notes).resolve(): "MIDI"}
     seen: dict[Path, str] = {}
     for opt, path in paths.items():
@@ -63,22 +67,51 @@ def check_outputs(paths: OutputPaths, *, audio: str | Path, notes: str | Path) -
         seen[real] = opt
     if paths.match is not None and not is_score(notes):
         raise InputError(f"{notes}: --match needs a score input (MusicXML, MEI or kern), not {Path(notes).suffix or 'a file without extension'}")
+    if tempo_map and not has_beats(notes):
+        raise InputError(f"{notes}: --tempo-map needs a MIDI or score input (a note table has no beats)")
     if is_score(notes):
         # Imported safely here first, so no later import tries to download a soundfont.
         import_partitura()
 
 
-def write_outputs(result: Alignment, paths: OutputPaths, *, audio: str | Path, notes: str | Path, plot_png: bytes | None = None) -> None:
+def has_beats(notes: str | Path) -> bool:
+    """True for inputs with a beat grid (MIDI, scores), which --tempo-map needs."""
+    return Path(notes).suffix.lower() in MIDI_SUFFIXES or is_score(notes)
+
+
+def output_midi(result: Alignment, notes: str | Path, *, tempo_map: bool = False) -> AlignedMidi:
+    """The aligned MIDI file for an input file: a MIDI's own structure, a score's parts and
+    staves (io.score.score_midi), or for a note table one piano track at 120 bpm.
+
+    tempo_map: keep the input's ticks and carry the performance in a tempo map.
+    """
+    from .midi import midi_bytes
+    from .midi_structure import AlignedMidi, aligned_midi, read_structure
+
+    if Path(notes).suffix.lower() in MIDI_SUFFIXES:
+        return aligned_midi(read_structure(notes), result, name=str(notes), tempo_map=tempo_map)
+    if is_score(notes):
+        from .score import score_midi
+
+        return aligned_midi(read_structure(score_midi(notes), name=str(notes)), result, name=str(notes), tempo_map=tempo_map, same_clock=False)
+    if tempo_map:
+        raise InputError(f"{notes}: --tempo-map needs a MIDI or score input (a note table has no beats)")
+    return AlignedMidi(midi_bytes(result.notes), np.array([[0.0, 120.0]]), {"mode": "single_track", "n_tracks": 1, "n_tempo_events": 1})
+
+
+def write_outputs(result: Alignment, paths: OutputPaths, *, audio: str | Path, notes: str | Path, plot_png: bytes | None = None,
+                  midi: AlignedMidi | None = None) -> None:
     """Render every requested output, then rename them all into place (all or nothing).
 
     audio, notes: the input paths, recorded in the JSON and the match file.
     plot_png: the picture for paths.plot (midialign.plot.plot_png).
+    midi: the aligned MIDI (output_midi); made plain from the input when None.
     """
-    from .midi import midi_bytes
-
+    if midi is None and (paths.midi or paths.json):
+        midi = output_midi(result, notes)
     files: dict[Path, bytes] = {}
     if paths.midi:
-        files[paths.midi] = midi_bytes(result.notes)
+        files[paths.midi] = midi.data
     if paths.csv:
         files[paths.csv] = csv_text(result).encode()
     if paths.sv:
@@ -87,7 +120,7 @@ def write_outputs(result: Alignment, paths: OutputPaths, *, audio: str | Path, n
         name = paths.midi.name if paths.midi else Path(audio).name
         files[paths.match] = match_text(result.notes, notes, performance_name=name).encode()
     if paths.json:
-        files[paths.json] = json_text(result, audio=audio, notes=notes).encode()
+        files[paths.json] = json_text(result, audio=audio, notes=notes, midi_report=midi.report).encode()
     if paths.plot:
         if plot_png is None:
             raise ValueError("paths.plot needs plot_png")
@@ -100,7 +133,8 @@ def write_outputs(result: Alignment, paths: OutputPaths, *, audio: str | Path, n
 # ---------------------------------------------------------------- tables
 
 def csv_text(result: Alignment) -> str:
-    """One row per input note, in input order: where it was, where it went, how sure."""
+    """One row per input note, in input order: where it was, where it went, how sure.
+    input_index is the note's row in the input file (see io.reader.read_notes_indexed)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
@@ -108,6 +142,7 @@ def csv_text(result: Alignment) -> str:
     for i in range(len(out)):
         w.writerow([
             i,
+            int(result.input_index[i]),
             int(out.pitches[i]),
             int(out.velocities[i]),
             f"{inp.intervals[i, 0]:.6f}",
@@ -139,9 +174,13 @@ def sv_text(notes: Notes) -> str:
     return buf.getvalue()
 
 
-def json_text(result: Alignment, *, audio: str | Path | None = None, notes: str | Path | None = None) -> str:
+def json_text(result: Alignment, *, audio: str | Path | None = None, notes: str | Path | None = None,
+              midi_report: dict | None = None) -> str:
+    """The JSON summary; midi_report (AlignedMidi.report) goes under "midi_output"."""
     doc = {"audio": str(audio) if audio is not None else None, "midi": str(notes) if notes is not None else None}
     doc.update(result.summary())
+    if midi_report is not None:
+        doc["midi_output"] = midi_report
     return json.dumps(doc, indent=2, allow_nan=False) + "\n"
 
 

@@ -9,9 +9,11 @@ import csv
 import json
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -101,23 +103,27 @@ def check_cache_config(out_dir: Path, cfg: FeatureConfig) -> None:
             raise ValueError(f"{out_dir}: cached features were computed with {have}, not {cfg}; use another folder or delete it")
 
 
+def map_with_progress(fn: Callable[[Any], Any], tasks: list, *, jobs: int, desc: str) -> list:
+    """[fn(t) for t in tasks] with a progress bar, over `jobs` worker processes when jobs > 1."""
+    from tqdm import tqdm
+
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as ex:
+            return list(tqdm(ex.map(fn, tasks), total=len(tasks), desc=desc))
+    return [fn(t) for t in tqdm(tasks, desc=desc)]
+
+
 def build_cache(pieces: list[Piece], out_dir: str | Path, cfg: FeatureConfig, *, jobs: int = 2) -> dict:
     """Compute float16 features per recording into out_dir with a manifest.
 
     Resumable: recordings whose features exist are not recomputed. A folder made with
     another FeatureConfig is refused.
     """
-    from tqdm import tqdm
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     check_cache_config(out, cfg)
     tasks = [(p, out, cfg) for p in pieces]
-    if jobs > 1:
-        with ProcessPoolExecutor(jobs) as ex:
-            rows = list(tqdm(ex.map(_cache_one, tasks), total=len(tasks), desc=f"features {out.name}"))
-    else:
-        rows = [_cache_one(t) for t in tqdm(tasks, desc=f"features {out.name}")]
+    rows = map_with_progress(_cache_one, tasks, jobs=jobs, desc=f"features {out.name}")
     manifest = {"features": config_to_dict(cfg), "recordings": rows}
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))
     return manifest
