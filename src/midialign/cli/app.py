@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -46,7 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args) or 0)
     except KeyboardInterrupt:
         log.error("interrupted")
-        return 130
+        # Leave at once: interpreter shutdown after an interrupt, with work threads abandoned in
+        # C code (torch, numba), can crash with SIGSEGV instead of exiting 130.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     except (ValueError, FileNotFoundError) as exc:  # InputError is a ValueError
         if args.verbose:
             log.exception("failed")
