@@ -55,7 +55,8 @@ print(type(plt.figure).__name__, type(dlnco.plt.figure).__name__, hasattr(sys.mo
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     # synctoolbox's own plotting still reaches the real pyplot, on first use.
-    assert proc.stdout.split() == ["function", "_Deferred", "True"]
+    # The last line: some pyfluidsynth versions print where they found the library on import.
+    assert proc.stdout.strip().splitlines()[-1].split() == ["function", "_Deferred", "True"]
 
 
 def random_notes(n: int, seed: int) -> Notes:
