@@ -36,7 +36,7 @@ def main() -> None:
                 continue
             y, notes = load_inputs(case.audio, case.input_midi, sample_rate=fcfg.sample_rate)
             feats = compute_features(y, fcfg)
-            dtw, _ = align_notes(y, fcfg.sample_rate, notes, DTWConfig(), cqt=feats, fps=fcfg.fps)
+            dtw, _ = align_notes(y, notes, sample_rate=fcfg.sample_rate, cfg=DTWConfig(), cqt=feats, fps=fcfg.fps)
             tmp = dst.with_suffix(".tmp.npz")
             np.savez(tmp, feats=feats.astype(np.float16), input=notes.intervals, dtw=dtw.intervals,
                      ref=case.reference.intervals, pitches=notes.pitches, velocities=notes.velocities)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from midialign.io.midi import read_midi, write_midi
-
 from midialign.notes import Notes
 
 SR = 16000
@@ -115,3 +114,24 @@ def write_case(root: Path, input_notes: Notes, reference: Notes, name: str = "ca
     write_note_table(reference, d / "reference.tsv")
     (d / "meta.json").write_text(json.dumps({"source": "synthetic"}))
     return d
+
+
+def score_and_audio(root: Path, xml: str, *, shift_s: float = 0.0) -> tuple[Path, Notes, Path]:
+    """(root/score.musicxml holding xml, its notes as read_score reads them, root/perf.wav playing
+    them shift_s late). Skips the test when partitura is not installed."""
+    import soundfile as sf
+
+    from midialign.errors import InputError
+    from midialign.io.score import import_partitura, read_score
+
+    try:
+        import_partitura()
+    except InputError:
+        pytest.skip("partitura not installed")
+    score = root / "score.musicxml"
+    score.write_text(xml)
+    notes = read_score(score)
+    audio = root / "perf.wav"
+    sf.write(audio, synth(notes.shifted(shift_s) if shift_s else notes, notes.end_time + 0.5), SR)
+    return score, notes, audio
+

@@ -95,7 +95,7 @@ def stretched_case() -> tuple[Notes, Notes, np.ndarray]:
 def test_dtw_recovers_tempo_change_and_leading_silence(stretched_case: tuple[Notes, Notes, np.ndarray], front_end: str) -> None:
     notes, truth, y = stretched_case
     cfg = replace(SYNTH_CFG, audio_features=front_end)
-    path = dtw_path(y, SR, notes, cfg)
+    path = dtw_path(y, notes, sample_rate=SR, cfg=cfg)
 
     assert path.ndim == 2 and path.shape[1] == 2
     assert np.all(np.diff(path[:, 0]) > 0) and np.all(np.diff(path[:, 1]) > 0)
@@ -120,7 +120,7 @@ def _onset_errors_at_tempo(seed: int, duration_s: float, factor: float, lead_s: 
     notes = random_notes(seed, duration_s, per_s=3.0)
     truth = notes.with_times(notes.intervals * factor + lead_s)
     y = synth(truth, truth.end_time + tail_s)
-    out = warp_notes(notes, dtw_path(y, SR, notes, SYNTH_CFG))
+    out = warp_notes(notes, dtw_path(y, notes, sample_rate=SR, cfg=SYNTH_CFG))
     return np.abs(out.onsets - truth.onsets)
 
 
@@ -143,21 +143,21 @@ def test_dtw_uses_precomputed_cqt() -> None:
     notes = random_notes(2, 8.0)
     y = synth(notes, notes.end_time + 1.0)
     cqt = compute_features(y, FeatureConfig())
-    a = dtw_path(y, SR, notes, DTWConfig(), cqt=cqt, fps=100)
-    b = dtw_path(y, SR, notes, DTWConfig())
+    a = dtw_path(y, notes, sample_rate=SR, cfg=DTWConfig(), cqt=cqt, fps=100)
+    b = dtw_path(y, notes, sample_rate=SR, cfg=DTWConfig())
     np.testing.assert_allclose(a, b)
     with pytest.raises(ValueError):
-        dtw_path(y, SR, notes, DTWConfig(), cqt=cqt)
+        dtw_path(y, notes, sample_rate=SR, cfg=DTWConfig(), cqt=cqt)
 
 
 def test_dtw_rejects_bad_input() -> None:
     notes = random_notes(3, 4.0)
     y = synth(notes, 5.0)
     with pytest.raises(InputError):
-        dtw_path(np.stack([y, y], 1), SR, notes, DTWConfig())
+        dtw_path(np.stack([y, y], 1), notes, sample_rate=SR, cfg=DTWConfig())
     empty = Notes(np.full((1, 2), np.nan), np.array([60]), np.array([64]))
     with pytest.raises(InputError):
-        dtw_path(y, SR, empty, DTWConfig())
+        dtw_path(y, empty, sample_rate=SR, cfg=DTWConfig())
     with pytest.raises(ValueError):
         DTWConfig(audio_features="mel")  # type: ignore[arg-type]
 
@@ -173,6 +173,6 @@ def test_dtw_places_the_last_note_of_the_bundled_example() -> None:
     case = Path(__file__).resolve().parent.parent / "examples" / "prelude"
     y, score = load_inputs(case / "audio.flac", case / "input.mid", sample_rate=SR)
     truth = read_note_table(case / "reference.tsv", keep_order=True)
-    out = warp_notes(score, dtw_path(y, SR, score, SYNTH_CFG))
+    out = warp_notes(score, dtw_path(y, score, sample_rate=SR, cfg=SYNTH_CFG))
     err = np.abs(out.onsets - truth.onsets)
     assert err.max() < 0.05, f"worst onset {err.max() * 1000:.0f} ms off (note {err.argmax()})"

@@ -11,7 +11,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from conftest import SR, synth
+from conftest import SR, score_and_audio
 from midialign.alignment import Alignment
 from midialign.cli import main
 from midialign.config import MidiOutputConfig
@@ -290,19 +290,7 @@ SCORE_XML = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def test_score_tempo_map_follows_parts_staves_and_bars(tmp_path: Path) -> None:
-    from midialign.io.score import import_partitura, read_score
-
-    try:
-        import_partitura()
-    except InputError:
-        pytest.skip("partitura not installed")
-    import soundfile as sf
-
-    score = tmp_path / "score.musicxml"
-    score.write_text(SCORE_XML)
-    notes = read_score(score)
-    audio = tmp_path / "perf.wav"
-    sf.write(audio, synth(notes, notes.end_time + 0.5), SR)
+    score, notes, audio = score_and_audio(tmp_path, SCORE_XML)
     out = tmp_path / "out" / "perf.mid"
     assert main(["align", str(audio), str(score), "--method", "none", "-o", str(out), "--tempo-map", "--json", str(tmp_path / "out" / "a.json")]) == 0
 

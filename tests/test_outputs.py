@@ -1,7 +1,6 @@
 """Every `align` output format is written through the CLI and read back by a library that consumes it."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import pandas as pd
 import pretty_midi
 import pytest
 
-from conftest import SR, TinyPair, synth
+from conftest import TinyPair, score_and_audio
 from midialign.cli import main
 from midialign.errors import InputError
 from midialign.io.midi import read_midi
@@ -101,19 +100,8 @@ def test_plot_default_range_with_dtw(tiny_pair: TinyPair, tmp_path: Path) -> Non
 def test_match_file_from_a_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from midialign.io.score import import_partitura
 
-    try:
-        pt = import_partitura()
-    except InputError:
-        pytest.skip("partitura not installed")
-    from midialign.io.score import read_score
-
-    score = tmp_path / "score.musicxml"
-    score.write_text(SCORE_XML)
-    notes = read_score(score)
-    import soundfile as sf
-
-    audio = tmp_path / "perf.wav"
-    sf.write(audio, synth(notes.shifted(0.05), notes.end_time + 0.5), SR)
+    score, notes, audio = score_and_audio(tmp_path, SCORE_XML, shift_s=0.05)
+    pt = import_partitura()
     match = tmp_path / "out" / "perf.match"
     assert main(["align", str(audio), str(score), "--method", "none", "-o", str(tmp_path / "out" / "perf.mid"), "--match", str(match)]) == 0
 

@@ -91,7 +91,7 @@ class Aligner:
             from .core.dtw import align_notes
 
             t = time.perf_counter()
-            current, path = align_notes(y, fcfg.sample_rate, notes, self.dtw, cqt=feats, fps=fcfg.fps)
+            current, path = align_notes(y, notes, sample_rate=fcfg.sample_rate, cfg=self.dtw, cqt=feats, fps=fcfg.fps)
             timings["dtw"] = time.perf_counter() - t
         moved = np.zeros(len(notes), bool)
         conf = np.full(len(notes), 0.5 if path is not None else 0.0)

@@ -45,8 +45,9 @@ DEFERRED_IMPORTS = ("matplotlib", "libfmp", "IPython", "pandas", "music21", "skl
 
 def dtw_path(
     y: np.ndarray,
-    sample_rate: int,
     notes: Notes,
+    *,
+    sample_rate: int,
     cfg: DTWConfig,
     cqt: np.ndarray | None = None,
     fps: int | None = None,
@@ -126,7 +127,7 @@ def warp_times(t: np.ndarray, path: np.ndarray) -> np.ndarray:
     return out
 
 
-def warp_notes(notes: Notes, path: np.ndarray, bias_s: float = 0.0) -> Notes:
+def warp_notes(notes: Notes, path: np.ndarray, *, bias_s: float = 0.0) -> Notes:
     """Warp every onset, offset and pedal event; same notes, same order, offset >= onset + 10 ms."""
     on = warp_times(notes.onsets, path) + bias_s
     off = warp_times(notes.offsets, path) + bias_s
@@ -139,15 +140,16 @@ def warp_notes(notes: Notes, path: np.ndarray, bias_s: float = 0.0) -> Notes:
 
 def align_notes(
     y: np.ndarray,
-    sample_rate: int,
     notes: Notes,
+    *,
+    sample_rate: int,
     cfg: DTWConfig,
     cqt: np.ndarray | None = None,
     fps: int | None = None,
 ) -> tuple[Notes, np.ndarray]:
     """dtw_path then warp_notes with cfg.bias_s; returns (warped notes, path)."""
-    path = dtw_path(y, sample_rate, notes, cfg, cqt=cqt, fps=fps)
-    return warp_notes(notes, path, cfg.bias_s), path
+    path = dtw_path(y, notes, sample_rate=sample_rate, cfg=cfg, cqt=cqt, fps=fps)
+    return warp_notes(notes, path, bias_s=cfg.bias_s), path
 
 
 # ---------------------------------------------------------------- MIDI side
