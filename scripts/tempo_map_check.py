@@ -6,7 +6,7 @@ note alignment; unmatched notes follow their neighbours) are the "aligned"
 times. Prints, per piece and in total: notes, tempo events per beat, the
 share of notes on their score ticks, the largest timing error of the file
 against the aligned onsets, and its bar count against the score's (the
-score's own MIDI, io.score.score_midi; plus one when a lead-in bar was added).
+score's own MIDI, io.score.score_midi).
 
     python scripts/tempo_map_check.py /work/shared/data/asap --count 12
 """
@@ -89,14 +89,14 @@ def main() -> None:
         tempo_ticks = [t for trk in mf.tracks for t, m in zip(np.cumsum([m.time for m in trk]), trk) if m.type == "set_tempo"]
         per_beat = np.bincount(np.array(tempo_ticks) // mf.ticks_per_beat).max()
         r = out.report
-        lead_in_bars = int(r["lead_in_beats"] > 0)
-        rows.append((len(notes), r["n_off_grid"], bars(mf) == score_bars + lead_in_bars, lead_in_bars, per_beat <= 2, err_ms < 1.0))
+        lead_in = int(r["lead_in_beats"] > 0)
+        rows.append((len(notes), r["n_off_grid"], bars(mf) == score_bars, lead_in, per_beat <= 2, err_ms < 1.0))
         print(f"{perf.key[:60]:60s} notes {len(notes):5d}  on grid {r['share_on_grid']:.3f}  tempo events {r['n_tempo_events']:4d} "
-              f"(max {per_beat}/beat)  max err {err_ms:.3f} ms  bars {bars(mf)} (score {score_bars} + lead-in {lead_in_bars})  "
+              f"(max {per_beat}/beat)  max err {err_ms:.3f} ms  bars {bars(mf)} (score {score_bars}; lead-in {r['lead_in_beats']} beats)  "
               f"{time.perf_counter() - t0:.1f} s", flush=True)
     n, off, bars_kept, lead_ins, sparse, exact = np.array(rows).sum(0)
     print(f"total: {len(rows)} scores, {n} notes, {1 - off / n:.3f} on their score ticks; bars kept in {bars_kept} "
-          f"({lead_ins} with a lead-in bar); at most 2 tempo events per beat in {sparse}; every note within 1 ms in {exact}")
+          f"({lead_ins} with a lead-in); at most 2 tempo events per beat in {sparse}; every note within 1 ms in {exact}")
 
 
 if __name__ == "__main__":

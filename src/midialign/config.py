@@ -222,8 +222,8 @@ class MidiOutputConfig:
     grid_tolerance_s: float = 0.0008
     # Ticks are multiplied by the smallest integer that makes a tick last at most this long.
     max_tick_s: float = 0.0004
-    # A recording that starts later than this after the score's first tick gets an empty lead-in
-    # bar; an earlier start plays the first notes late by ticks instead of a bar at a wild tempo.
+    # A recording that starts later than this after the score's first tick gets a slow lead-in of a
+    # fraction of a beat (no extra bar); an earlier start plays the first notes late by ticks.
     lead_in_after_s: float = 0.05
     # Tempo events at least this many beats apart (at most two per beat) ...
     min_tempo_spacing_beats: float = 0.5

@@ -192,18 +192,18 @@ def align_pair(pair: Pair, *, out_dir: Path, method: str, weights: Path | None) 
     base = PairResult(pair.name, "failed", audio=str(pair.audio), midi=str(pair.midi))
     try:
         from ..io.atomic import atomic_write_bytes
-        from ..io.midi import midi_bytes
-        from ..io.writers import json_text
+        from ..io.writers import json_text, output_midi
         from .running import library_warnings_to_debug
 
         with library_warnings_to_debug():
             result = _worker_aligner(weights).align(pair.audio, pair.midi, method=method)
         mid, js = pair_outputs(out_dir, pair)
+        midi = output_midi(result, pair.midi).data  # the input's tracks and meta events, at the aligned times
         with _WRITING:
             if _STOPPED.is_set():
                 raise KeyboardInterrupt
             atomic_write_text(js, json_text(result, audio=pair.audio, notes=pair.midi))
-            atomic_write_bytes(mid, midi_bytes(result.notes))  # last: its existence means "finished"
+            atomic_write_bytes(mid, midi)  # last: its existence means "finished"
         return replace(base, status="done", notes=len(result.notes), seconds=time.perf_counter() - t0)
     except Exception as exc:  # a bad pair must not stop the batch
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -37,9 +37,6 @@ DRUM_CHANNEL = 9
 MAX_TEMPO_US = 0xFFFFFF  # a set_tempo event holds 24 bits
 MAX_TICKS_PER_BEAT = 0x7FFF
 COMMON_TICKS_PER_BEAT = 480
-# Events at tick 0 that set a track up: they stay at tick 0 ahead of a lead-in bar.
-_SETUP = {"track_name", "instrument_name", "time_signature", "key_signature", "copyright", "sequence_number",
-          "smpte_offset", "midi_port", "channel_prefix", "program_change"}
 
 
 @dataclass(frozen=True)
@@ -256,13 +253,29 @@ def _tempo_map_midi(structure: MidiStructure, aligned: np.ndarray, pair_index: n
     on_tick = structure.tick[structure.pairs[:, 0]]
     off_tick = structure.tick[structure.pairs[:, 1]]
     beats, times = beat_anchors(on_tick[matched] / tpb, aligned[matched, 0])
+    # The first chord's earliest note: a lead-in that ends there lets the chord's notes play at the
+    # normal tempo that follows, where a tick is short.
+    first_chord = aligned[matched, 0][on_tick[matched] == 0]
+    wait = float(first_chord.min()) if len(first_chord) else 0.0
     lead_in = 0.0
-    if len(beats) and beats[0] == 0 and times[0] > cfg.lead_in_after_s:
-        # The score starts at tick 0 but the recording later: an empty first bar takes up the wait.
-        lead_in = _first_bar_beats(structure)
-    points = fit_tempo_points(beats + lead_in, times, cfg)
+    if wait > cfg.lead_in_after_s:
+        # Tick 0 plays at 0 s, but the recording starts later. An extra bar would change the score's
+        # bar count; instead a slow first sliver of a beat takes up the wait, and the first notes
+        # move onto its end (reported as off the grid).
+        lead_in = lead_in_beats(wait)
+        later = beats > lead_in
+        rest = fit_tempo_points(np.concatenate([[0.0], beats[later] - lead_in]),
+                                np.concatenate([[0.0], times[later] - wait]), cfg,
+                                first_spacing_beats=max(1.0 - lead_in, cfg.min_tempo_spacing_beats))  # 2 events per beat
+        if len(rest) == 1:  # one onset position: after the wait, the input's own tempo
+            rest = np.array([[0.0, 0.0], [1.0, _tick_seconds(structure.file, np.array([tpb]))[0]]])
+        points = np.concatenate([[[0.0, 0.0]], rest + [lead_in, wait]])
+    else:
+        points = fit_tempo_points(beats, times, cfg)
     tempo_us, point_s = round_tempi(points, cfg)
-    scale = max(1, math.ceil(tempo_us.max() / 1e6 / tpb / cfg.max_tick_s))
+    # No note plays inside the lead-in, so its slow tempo does not set the tick resolution.
+    played = tempo_us[1:] if lead_in else tempo_us
+    scale = max(1, math.ceil(played.max(initial=1) / 1e6 / tpb / cfg.max_tick_s))
     # Prefer a resolution DAWs use (a multiple of 480 ticks per beat) when the file allows it.
     step = COMMON_TICKS_PER_BEAT // math.gcd(tpb, COMMON_TICKS_PER_BEAT)
     if tpb * math.ceil(scale / step) * step <= MAX_TICKS_PER_BEAT:
@@ -271,16 +284,13 @@ def _tempo_map_midi(structure: MidiStructure, aligned: np.ndarray, pair_index: n
     tpb_out = tpb * scale
     point_beats = points[:, 0]
 
-    shift = np.full(len(structure.tick), round(lead_in * tpb) * scale, dtype=np.int64)
-    if lead_in:
-        shift[(structure.tick == 0) & np.array([m.type in _SETUP for m in structure.messages])] = 0
-    ticks = structure.tick * scale + shift
+    ticks = structure.tick * scale
     on_out = ticks[structure.pairs[:, 0]]
     off_out = ticks[structure.pairs[:, 1]]
     off_grid = np.zeros(len(structure.pairs), bool)
     for col, grid, out in ((0, on_tick, on_out), (1, off_tick, off_out)):
         want = aligned[matched, col]
-        grid_s = beats_to_seconds(grid[matched] / tpb + lead_in, point_beats, point_s, tempo_us)
+        grid_s = beats_to_seconds(grid[matched] / tpb, point_beats, point_s, tempo_us)
         moved = np.abs(grid_s - want) > cfg.grid_tolerance_s
         new = np.round(seconds_to_beats(want, point_beats, point_s, tempo_us) * tpb_out).astype(np.int64)
         out[np.flatnonzero(matched)[moved]] = new[moved]
@@ -351,12 +361,14 @@ def _longest_increasing(values: np.ndarray) -> np.ndarray:
     return np.array(out[::-1], dtype=np.int64)
 
 
-def fit_tempo_points(beats: np.ndarray, times: np.ndarray, cfg: MidiOutputConfig = MidiOutputConfig()) -> np.ndarray:
+def fit_tempo_points(beats: np.ndarray, times: np.ndarray, cfg: MidiOutputConfig = MidiOutputConfig(), *,
+                     first_spacing_beats: float | None = None) -> np.ndarray:
     """(k, 2) [beat, s] corners of a piecewise-linear beat-time map, starting at (0, 0).
 
     Greedy: from each corner, the next is the furthest anchor, at least
-    min_tempo_spacing_beats on, whose straight line keeps every anchor between within
-    grid_tolerance_s; then corners where the tempo changes by less than steady_tempo go.
+    min_tempo_spacing_beats on (first_spacing_beats after the first corner, when given), whose
+    straight line keeps every anchor between within grid_tolerance_s; then corners where the
+    tempo changes by less than steady_tempo go.
     """
     if len(beats) == 0:
         return np.array([[0.0, 0.0]])
@@ -368,7 +380,8 @@ def fit_tempo_points(beats: np.ndarray, times: np.ndarray, cfg: MidiOutputConfig
     corners = [0]
     i = 0
     while i < len(beats) - 1:
-        j = int(np.searchsorted(beats, beats[i] + cfg.min_tempo_spacing_beats - 1e-9))
+        spacing = first_spacing_beats if i == 0 and first_spacing_beats is not None else cfg.min_tempo_spacing_beats
+        j = int(np.searchsorted(beats, beats[i] + spacing - 1e-9))
         if j >= len(beats):
             j = len(beats) - 1
         best = j
@@ -431,13 +444,15 @@ def seconds_to_beats(seconds: np.ndarray, point_beats: np.ndarray, point_s: np.n
     return np.maximum(point_beats[k] + (seconds - point_s[k]) * 1e6 / tempo_us[k], 0.0)
 
 
-def _first_bar_beats(structure: MidiStructure) -> float:
-    """Length in quarter notes of the first bar (the time signature at tick 0, else 4/4)."""
-    for e in np.flatnonzero(structure.tick == 0):
-        msg = structure.messages[e]
-        if msg.type == "time_signature":
-            return msg.numerator * 4.0 / msg.denominator
-    return 4.0
+def lead_in_beats(wait_s: float) -> float:
+    """Length in beats of the slow first segment that plays a wait of wait_s seconds before the
+    score's first notes: the shortest power-of-two fraction of a beat, 1/64 at least, that a MIDI
+    tempo (at most 16.8 s per beat) can stretch over the wait. Notation programs quantise a
+    1/16-beat offset (waits up to 1 s) away, so the first notes show on the downbeat."""
+    beats = 1.0 / 64
+    while wait_s * 1e6 / beats > MAX_TEMPO_US:
+        beats *= 2
+    return beats
 
 
 # ---------------------------------------------------------------- writing
