@@ -69,7 +69,8 @@ class MidiStructure:
 class AlignedMidi:
     """The output MIDI file and what it did.
 
-    tempo: (k, 2) [time s, quarter notes per minute] from each tempo event on.
+    tempo: (k, 2) [time s, quarter notes per minute] from each tempo event on; a lead-in (a wait,
+    not a tempo; see _tempo_map_midi) is left out.
     report: counts for the JSON summary (tempo events, notes moved off their ticks, ...).
     """
 
@@ -312,7 +313,8 @@ def _tempo_map_midi(structure: MidiStructure, aligned: np.ndarray, pair_index: n
         "share_on_grid": round(float(1.0 - off_grid.sum() / max(n, 1)), 4),
         "off_grid_notes": off_notes[:200].tolist(),
     }
-    return AlignedMidi(data, np.stack([point_s[:len(tempo_us)], 6e7 / tempo_us], 1), report)
+    tempo = np.stack([point_s[:len(tempo_us)], 6e7 / tempo_us], 1)
+    return AlignedMidi(data, tempo[1:] if lead_in else tempo, report)
 
 
 def beat_anchors(beats: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
