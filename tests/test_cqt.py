@@ -44,7 +44,7 @@ def test_matches_librosa_cqt(sr, fps, n_bins, bpo, seconds):
     y = _tones_and_noise(sr, seconds)
     ref = np.abs(librosa.cqt(y, sr=sr, hop_length=cfg.hop_length, fmin=cfg.fmin_hz, n_bins=n_bins,
                              bins_per_octave=bpo))
-    ours = cqt_magnitude(y, sr, cfg.hop_length, fmin=cfg.fmin_hz, n_bins=n_bins, bins_per_octave=bpo)
+    ours = cqt_magnitude(y, sr, hop_length=cfg.hop_length, fmin=cfg.fmin_hz, n_bins=n_bins, bins_per_octave=bpo)
     assert ours.shape == ref.shape and ours.dtype == np.float32
     # librosa works in complex64: the two differ by float32 rounding only.
     assert np.max(np.abs(ours - ref)) <= 1e-5 * ref.max()
@@ -56,7 +56,7 @@ def test_frames_and_pitch_of_a_tone():
     """Frame t is centred on sample t * hop; a 440 Hz tone peaks in bin A4 = 48 semitones above A0."""
     cfg = FeatureConfig()
     y = np.sin(2 * np.pi * 440.0 * np.arange(12345) / cfg.sample_rate).astype(np.float32)
-    mag = cqt_magnitude(y, cfg.sample_rate, cfg.hop_length, fmin=cfg.fmin_hz, n_bins=cfg.n_bins,
+    mag = cqt_magnitude(y, cfg.sample_rate, hop_length=cfg.hop_length, fmin=cfg.fmin_hz, n_bins=cfg.n_bins,
                         bins_per_octave=cfg.bins_per_octave)
     assert mag.shape == (88, 1 + 12345 // cfg.hop_length)
     assert set(np.argmax(mag[:, 10:-10], axis=0)) == {48}
@@ -66,16 +66,19 @@ def test_chunking_does_not_change_the_result(monkeypatch):
     """Chunks of a few frames (so most frames sit near a chunk edge) give the same numbers as one chunk."""
     cfg = FeatureConfig()
     y = _tones_and_noise(cfg.sample_rate, 1.0, seed=3)
-    args = (y, cfg.sample_rate, cfg.hop_length)
-    kwargs = {"fmin": cfg.fmin_hz, "n_bins": cfg.n_bins, "bins_per_octave": cfg.bins_per_octave}
-    whole = cqt_magnitude(*args, **kwargs)
+
+    def magnitude() -> np.ndarray:
+        return cqt_magnitude(y, cfg.sample_rate, hop_length=cfg.hop_length, fmin=cfg.fmin_hz, n_bins=cfg.n_bins,
+                             bins_per_octave=cfg.bins_per_octave)
+
+    whole = magnitude()
     monkeypatch.setattr(cqt, "_CHUNK_VALUES", 1000)
-    np.testing.assert_allclose(cqt_magnitude(*args, **kwargs), whole, rtol=1e-5, atol=1e-6 * whole.max())
+    np.testing.assert_allclose(magnitude(), whole, rtol=1e-5, atol=1e-6 * whole.max())
 
 
 def test_filters_above_nyquist_are_refused():
     with pytest.raises(ValueError, match="Nyquist"):
-        cqt_magnitude(np.zeros(8000, np.float32), 8000, 80, fmin=27.5, n_bins=88, bins_per_octave=12)
+        cqt_magnitude(np.zeros(8000, np.float32), 8000, hop_length=80, fmin=27.5, n_bins=88, bins_per_octave=12)
 
 
 FEATURES_AND_LIST_MODULES = """

@@ -52,11 +52,12 @@ class _Plan:
     octaves: tuple[_Octave, ...]
 
 
-def cqt_magnitude(y: np.ndarray, sample_rate: int, hop_length: int, *, fmin: float, n_bins: int,
+def cqt_magnitude(y: np.ndarray, sample_rate: int, *, hop_length: int, fmin: float, n_bins: int,
                   bins_per_octave: int) -> np.ndarray:
     """(n_bins, frames) float32 |CQT| of mono samples y (n,) at sample_rate Hz: np.abs(librosa.cqt(y, ...)).
 
-    Bin b is centred on fmin * 2 ** (b / bins_per_octave) Hz; frame t is centred on sample t * hop_length.
+    y is taken as float32, as the align path loads it (librosa, given float64, would round differently).
+    fmin in Hz. Bin b is centred on fmin * 2 ** (b / bins_per_octave) Hz; frame t is centred on sample t * hop_length.
     frames = 1 + n // hop_length, or fewer when a downsampled octave's hop does not divide its length
     (librosa trims every octave to the shortest).
     """
@@ -64,6 +65,8 @@ def cqt_magnitude(y: np.ndarray, sample_rate: int, hop_length: int, *, fmin: flo
     if y.ndim != 1:
         raise ValueError(f"y must be (n,), got shape {y.shape}")
     plan = _plan(int(sample_rate), int(hop_length), float(fmin), int(n_bins), int(bins_per_octave))
+    if len(y) < plan.early_factor:
+        raise ValueError(f"{len(y)} samples are too few for an {len(plan.octaves)}-octave CQT")
     # Each halving keeps ceil(n / 2) samples (librosa's fix_length), so every octave's frame count is
     # known before any work: the output is allocated once, at its final size.
     n = len(y) if plan.early_factor == 1 else -(-len(y) // plan.early_factor)
@@ -73,8 +76,6 @@ def cqt_magnitude(y: np.ndarray, sample_rate: int, hop_length: int, *, fmin: flo
         n = -(-n // 2) if octave.halve_after else n
     out = np.empty((n_bins, min(n_frames)), dtype=np.float32)
     if plan.early_factor > 1:
-        if len(y) < plan.early_factor:
-            raise ValueError(f"{len(y)} samples are too few for an {len(plan.octaves)}-octave CQT")
         y = _downsample(y, plan.early_factor)
     for octave in plan.octaves:
         _octave_response(y, octave, out=out[octave.rows])
@@ -100,7 +101,8 @@ def _octave_response(y: np.ndarray, octave: _Octave, *, out: np.ndarray) -> None
         lo, hi = max(start, 0), min(stop, len(y))
         if hi > lo:
             buf[lo - start:hi - start] = y[lo:hi]
-        frames = np.lib.stride_tricks.as_strided(buf, shape=(t1 - t0, n_fft), strides=(hop * 4, 4), writeable=False)
+        step = buf.itemsize
+        frames = np.lib.stride_tricks.as_strided(buf, shape=(t1 - t0, n_fft), strides=(hop * step, step), writeable=False)
         # A copy lets BLAS take overlapping frames (it needs a row stride of at least n_fft).
         resp = np.ascontiguousarray(frames) @ kernel
         out[:, t0:t1] = np.hypot(resp[:, :n_filters], resp[:, n_filters:]).T

@@ -20,7 +20,7 @@ def compute_features(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     if cfg.kind == "cqt":
         from .cqt import cqt_magnitude
 
-        mag = cqt_magnitude(y, cfg.sample_rate, cfg.hop_length, fmin=cfg.fmin_hz, n_bins=cfg.n_bins,
+        mag = cqt_magnitude(y, cfg.sample_rate, hop_length=cfg.hop_length, fmin=cfg.fmin_hz, n_bins=cfg.n_bins,
                             bins_per_octave=cfg.bins_per_octave)
     else:
         import librosa
