@@ -11,21 +11,20 @@ from ..config import LOG_GAIN, FeatureConfig
 
 
 def compute_features(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """(n_bins, frames) float32 feature matrix, frame k centred on k / fps."""
-    import librosa
+    """(n_bins, frames) float32 feature matrix of mono samples y (n,) at cfg.sample_rate Hz, frame k
+    centred on k / fps; frames = 1 + n // hop_length for the CQT.
 
+    The CQT comes from core.cqt (numpy and soxr: librosa.cqt's magnitudes without librosa's seconds of
+    import and numba compilation); only the Mel front end still uses librosa.
+    """
     if cfg.kind == "cqt":
-        mag = np.abs(
-            librosa.cqt(
-                y,
-                sr=cfg.sample_rate,
-                hop_length=cfg.hop_length,
-                fmin=cfg.fmin_hz,
-                n_bins=cfg.n_bins,
-                bins_per_octave=cfg.bins_per_octave,
-            )
-        )
+        from .cqt import cqt_magnitude
+
+        mag = cqt_magnitude(y, cfg.sample_rate, hop_length=cfg.hop_length, fmin=cfg.fmin_hz, n_bins=cfg.n_bins,
+                            bins_per_octave=cfg.bins_per_octave)
     else:
+        import librosa
+
         mag = librosa.feature.melspectrogram(
             y=y,
             sr=cfg.sample_rate,
