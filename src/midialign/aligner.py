@@ -131,7 +131,7 @@ def import_align_path(method: str) -> None:
     """
     if method == "none":
         return
-    import librosa.core.constantq  # noqa: F401  (librosa loads its CQT lazily)
+    from .core import cqt  # noqa: F401
 
     if method.startswith("dtw"):
         from .core.dtw import import_synctoolbox

@@ -45,7 +45,7 @@ def normalise(mag: np.ndarray, log: bool) -> np.ndarray:
     peak = float(np.percentile(mag, 99.9)) if mag.size else 0.0
     mag = mag / max(peak, 1e-8)
     if log:
-        return np.log1p(LOG_GAIN * mag) / np.log1p(LOG_GAIN)
+        return (np.log1p(LOG_GAIN * mag) / np.log1p(LOG_GAIN)).astype(np.float32)  # the numpy scalar made it float64
     return mag
 
 
