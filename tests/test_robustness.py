@@ -480,3 +480,17 @@ def test_evaluate_needs_a_case_or_a_reference(tmp_path: Path, capsys: pytest.Cap
 def test_gitignore_has_venv() -> None:
     gitignore = Path(__file__).resolve().parents[1] / ".gitignore"
     assert ".venv/" in gitignore.read_text().splitlines()
+
+
+def test_long_audio_is_read_block_by_block_with_the_same_samples(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from midialign.io.audio import load_audio, prepare_audio
+
+    rng = np.random.default_rng(0)
+    stereo = (0.1 * rng.standard_normal((44100 * 5 + 123, 2))).astype(np.float32)  # several blocks, a ragged end
+    sf.write(tmp_path / "a.wav", stereo, 44100, subtype="FLOAT")
+    got = load_audio(tmp_path / "a.wav", 16000)
+    want = prepare_audio(stereo, 44100, 16000)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-6)

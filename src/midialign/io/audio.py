@@ -15,17 +15,38 @@ SILENCE_RMS = 1e-4
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """(n,) float32 mono samples at sample_rate (Hz) from any libsndfile format (wav, flac, ogg/opus, mp3),
-    resampled with soxr; checked by check_audio."""
+    resampled with soxr; checked by check_audio.
+
+    Read, mixed and resampled block by block: an hour of 44.1 kHz stereo never sits in memory
+    at its own rate, only its 16 kHz mono result.
+    """
     import soundfile as sf
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     try:
-        y, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            check_duration(f.frames / f.samplerate, name=str(path))  # before reading hours of samples
+            y = _read_mono(f, sample_rate)
     except sf.SoundFileError as exc:  # a format libsndfile lacks (m4a, wma, ...), or not audio
-        y, sr = _load_with_audioread(path, exc)
-    return check_audio(prepare_audio(y, sr, sample_rate), sample_rate, name=str(path))
+        y = prepare_audio(*_load_with_audioread(path, exc), sample_rate)
+    return check_audio(y, sample_rate, name=str(path))
+
+
+def _read_mono(f, sample_rate: int, block: int = 1 << 16) -> np.ndarray:
+    """The open soundfile.SoundFile's samples, mixed to mono and resampled block by block (soxr's stream
+    gives the same samples as one soxr.resample call)."""
+    import soxr
+
+    stream = soxr.ResampleStream(f.samplerate, sample_rate, 1, dtype="float32", quality="HQ") if f.samplerate != sample_rate else None
+    parts = []
+    while True:
+        x = f.read(block, dtype="float32", always_2d=True).mean(axis=1, dtype=np.float32)
+        last = len(x) < block
+        parts.append(stream.resample_chunk(x, last=last) if stream is not None else x)
+        if last:
+            return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
 
 def _load_with_audioread(path: Path, first_error: Exception) -> tuple[np.ndarray, int]:
@@ -58,16 +79,21 @@ def prepare_audio(y: np.ndarray, sr: int, sample_rate: int) -> np.ndarray:
 
 def check_audio(y: np.ndarray, sample_rate: int, *, name: str = "audio") -> np.ndarray:
     """y itself, after refusing audio that is too short or long, non-finite or silent."""
-    dur = len(y) / sample_rate
-    if dur < MIN_AUDIO_S:
-        raise InputError(f"{name}: audio is empty or too short ({dur:.2f} s)")
-    if dur > MAX_AUDIO_S:
-        raise InputError(f"{name}: audio is {dur / 3600:.1f} h long, more than the {MAX_AUDIO_S / 3600:.0f} h limit")
+    check_duration(len(y) / sample_rate, name=name)
     if not np.isfinite(y).all():
         raise InputError(f"{name}: audio contains NaN or infinite samples")
-    if float(np.sqrt(np.mean(y.astype(np.float64) ** 2))) < SILENCE_RMS:
+    energy = sum(float(np.dot(c, c)) for c in np.array_split(y.astype(np.float32, copy=False), max(1, len(y) // (1 << 20))))
+    if np.sqrt(energy / max(len(y), 1)) < SILENCE_RMS:
         raise InputError(f"{name}: audio is silent")
     return y
+
+
+def check_duration(seconds: float, *, name: str) -> None:
+    """Refuse audio shorter than MIN_AUDIO_S or longer than MAX_AUDIO_S seconds."""
+    if seconds < MIN_AUDIO_S:
+        raise InputError(f"{name}: audio is empty or too short ({seconds:.2f} s)")
+    if seconds > MAX_AUDIO_S:
+        raise InputError(f"{name}: audio is {seconds / 3600:.1f} h long, more than the {MAX_AUDIO_S / 3600:.0f} h limit")
 
 
 def read_audio(audio: str | Path | tuple[np.ndarray, int], sample_rate: int) -> np.ndarray:
