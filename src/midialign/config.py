@@ -178,6 +178,26 @@ class DTWConfig:
 
 
 @dataclass(frozen=True)
+class EvidenceConfig:
+    """The match score (core.evidence): is this the recording of these notes, at this pitch?
+
+    Levels are the normalised log CQT (0-1) at a note's pitch in window_s after its aligned onset;
+    the score is their median. Margins come from 52 right and 20 wrong-piece validation pairs and
+    transposed copies of 10 of them (docs/robustness.md).
+    """
+
+    window_s: float = 0.06
+    # Right pairs scored 0.67-0.90, wrong pieces 0.31-0.52.
+    min_score: float = 0.6
+    # A transposed MIDI: the level one octave or semitone away beats the notes' own by this much.
+    # Right pairs: an octave below -0.28 or less (no subharmonics), an octave above +0.03 or less
+    # (the second harmonic), a semitone either way -0.04 or less. Transposed copies: +0.09 or more.
+    octave_below_margin: float = 0.0
+    octave_above_margin: float = 0.15
+    semitone_margin: float = 0.03
+
+
+@dataclass(frozen=True)
 class AugmentConfig:
     """How training inputs are made loose. All parameters are drawn from a seeded rng."""
 

@@ -1,0 +1,60 @@
+"""Is this the right recording? A match score from the audio itself, and transposition checks.
+
+A note that sounds where the alignment put it raises its own CQT bin there. The match score is
+the median, over notes, of the log-CQT level at the note's pitch in the 60 ms from its aligned
+onset (features.normalise scale: 1 is about the piece's loudest bin). It does not use the
+network, so a refiner that moves notes onto whatever is nearby cannot inflate it.
+
+Calibrated on 52 validation pairs (asap_score renders and real ENSTDkAm recordings) against 20
+wrong-piece pairs made from them: right pairs scored 0.67-0.90, wrong ones 0.31-0.52
+(docs/robustness.md).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import PITCH_MAX, PITCH_MIN, EvidenceConfig
+from ..notes import Notes
+
+
+def note_levels(feats: np.ndarray, notes: Notes, *, fps: int, cfg: EvidenceConfig, shift: int = 0) -> np.ndarray:
+    """(n,) level of each note's pitch + shift (semitones) in its first cfg.window_s after its onset.
+
+    feats: (88, T) normalised log CQT, frame k centred on k / fps. NaN for notes whose shifted
+    pitch leaves the piano or whose onset lies outside the audio's inner part.
+    """
+    feats = np.asarray(feats)
+    if feats.ndim != 2 or feats.shape[0] != PITCH_MAX - PITCH_MIN + 1:
+        raise ValueError(f"feats must be (88, T), got {feats.shape}")
+    n_frames = feats.shape[1]
+    width = max(1, int(round(cfg.window_s * fps)))
+    start = np.round(notes.onsets * fps)
+    key = notes.pitches.astype(np.int64) + shift - PITCH_MIN
+    valid = np.isfinite(start) & (start >= 0) & (start + width <= n_frames) & (key >= 0) & (key < feats.shape[0])
+    out = np.full(len(notes), np.nan)
+    k, s = key[valid], start[valid].astype(np.int64)
+    out[valid] = np.max([feats[k, s + d] for d in range(width)], axis=0)
+    return out
+
+
+def match_score(feats: np.ndarray, notes: Notes, *, fps: int, cfg: EvidenceConfig, shift: int = 0) -> float:
+    """Median note level (note_levels) in [0, 1]; NaN when no note can be measured."""
+    levels = note_levels(feats, notes, fps=fps, cfg=cfg, shift=shift)
+    levels = levels[np.isfinite(levels)]
+    return float(np.median(levels)) if len(levels) else float("nan")
+
+
+def transposition(feats: np.ndarray, notes: Notes, *, fps: int, cfg: EvidenceConfig) -> int:
+    """Semitones by which the recording sounds away from the notes (+12: an octave higher), or 0.
+
+    At the aligned times, the level at pitch + shift for shift -12, -1, +1, +12 against the
+    notes' own. A transposed MIDI still aligns (DTW's chroma ignores octaves, and a semitone's
+    neighbour leaks into its bin), so only these comparisons reveal it.
+    """
+    own = match_score(feats, notes, fps=fps, cfg=cfg)
+    if not np.isfinite(own):
+        return 0
+    margins = {-12: cfg.octave_below_margin, 12: cfg.octave_above_margin, -1: cfg.semitone_margin, 1: cfg.semitone_margin}
+    gains = {s: match_score(feats, notes, fps=fps, cfg=cfg, shift=s) - own - m for s, m in margins.items()}
+    best = max(gains, key=lambda s: gains[s] if np.isfinite(gains[s]) else -np.inf)
+    return best if gains[best] > 0 else 0
