@@ -87,7 +87,8 @@ def dtw_path(
 
     wp = mrmsdtw(chroma_m, chroma_a, onset1=onset_m, onset2=onset_a, step_weights=cfg.step_weights,
                  threshold_rec=cfg.threshold_rec, win_len_smooth=cfg.win_len_smooth,
-                 downsamp_smooth=cfg.downsamp_smooth, alpha=cfg.alpha)
+                 downsamp_smooth=cfg.downsamp_smooth, alpha=cfg.alpha,
+                 tube=None if cfg.tube_s is None else int(round(cfg.tube_s * fr)))
     path = strictly_monotonic(wp.T).astype(np.float64) / fr - cfg.pad_s
     path[:, 0] += midi_origin
     return path

@@ -205,22 +205,47 @@ def band_from_path(path: np.ndarray, *, threshold: int, shape: tuple[int, int]) 
         r0, r1, q0, q1 = path[0, a], path[0, b], path[1, a], path[1, b]
         lo[r0:r1 + 1] = np.minimum(lo[r0:r1 + 1], q0)
         hi[r0:r1 + 1] = np.maximum(hi[r0:r1 + 1], q1)
-    # The union is already a monotone, connected staircase; these only widen it where rounding did not.
+    # The union is already a monotone, connected staircase; this only widens it where rounding did not.
+    return _connected(lo, hi, m)
+
+
+def tube_around(path: np.ndarray, *, radius: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) per row of the cells within `radius` rows and columns of the (2, K) monotone path; shape (N, M)."""
+    n, m = shape
+    first = np.full(n, m, dtype=np.int64)
+    last = np.full(n, -1, dtype=np.int64)
+    np.minimum.at(first, path[0], path[1])
+    np.maximum.at(last, path[0], path[1])
+    # Rows the path jumps over take the columns it spans across them.
+    first = np.minimum.accumulate(first[::-1])[::-1]
+    last = np.maximum.accumulate(last)
+    rows = np.arange(n)
+    lo = np.maximum(first[np.maximum(rows - radius, 0)] - radius, 0)
+    hi = np.minimum(last[np.minimum(rows + radius, n - 1)] + radius, m - 1)
+    return lo, hi
+
+
+def _connected(lo: np.ndarray, hi: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The band widened where needed so every row is reachable from the previous one, (0, 0) to (N-1, M-1)."""
+    lo, hi = lo.copy(), hi.copy()
+    lo[0], hi[-1] = 0, m - 1
     lo = np.minimum.accumulate(lo[::-1])[::-1]
     hi = np.maximum.accumulate(hi)
-    lo[0], hi[-1] = 0, m - 1
     lo = np.minimum(lo, np.concatenate([[0], hi[:-1] + 1]))
+    hi = np.maximum(hi, lo)
     return lo, hi
 
 
 def mrmsdtw(chroma1: np.ndarray, chroma2: np.ndarray, *, onset1: np.ndarray | None = None, onset2: np.ndarray | None = None,
             step_weights=(1.0, 1.0, 1.0), threshold_rec: int = 10_000, win_len_smooth=(201, 101, 21, 1),
-            downsamp_smooth=(50, 25, 5, 1), alpha: float = 0.5) -> np.ndarray:
+            downsamp_smooth=(50, 25, 5, 1), alpha: float = 0.5, tube: int | None = None) -> np.ndarray:
     """(2, K) int warping path [frame of sequence 1, frame of sequence 2] from (0, 0) to (N-1, M-1).
 
     chroma1 (12, N), chroma2 (12, M): chroma features at one rate; onset1 (L, N), onset2 (L, M):
     optional DLNCO features, used with weight 1 - alpha at the finest level. Levels, threshold_rec
     and step weights as synctoolbox's ``sync_via_mrmsdtw``; the last level must be (1, 1).
+    tube: if given, the finest level keeps only the cells within that many frames of the previous
+    level's projected path (inside synctoolbox's rectangles too).
     """
     win_len_smooth, downsamp_smooth = list(win_len_smooth), list(downsamp_smooth)
     if len(win_len_smooth) != len(downsamp_smooth) or win_len_smooth[-1] != 1 or downsamp_smooth[-1] != 1:
@@ -244,6 +269,9 @@ def mrmsdtw(chroma1: np.ndarray, chroma2: np.ndarray, *, onset1: np.ndarray | No
         else:
             projected = project_path(path, factor=down_old / down, size_old=size_old, size_new=size)
             lo, hi = band_from_path(projected, threshold=threshold_rec, shape=size)
+            if tube is not None and level == last:
+                t_lo, t_hi = tube_around(projected, radius=tube, shape=size)
+                lo, hi = _connected(np.maximum(lo, t_lo), np.minimum(hi, t_hi), size[1])
         fine = level == last and onset1 is not None
         path = band_dtw(f1, f2, lo, hi, step_weights=step_weights, o1=onset1 if fine else None,
                         o2=onset2 if fine else None, alpha=alpha)
