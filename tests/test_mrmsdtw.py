@@ -209,3 +209,23 @@ def test_match_pitch_is_as_good_as_the_hungarian_method() -> None:
         assert len(set(taken.tolist())) == len(taken) and (np.diff(taken) > 0).all()  # one each, in order
         expected = hungarian_choice(onsets, dets, max_shift, strength, 0.3)
         assert total_cost(onsets, dets, got, max_shift, strength, 0.3) <= total_cost(onsets, dets, expected, max_shift, strength, 0.3) + 1e-12
+
+
+def test_cqt_onset_peaks_equal_the_scipy_filter_definition() -> None:
+    ndimage = pytest.importorskip("scipy.ndimage")
+    from midialign.config import DTWConfig
+    from midialign.core.dtw import cqt_onset_peaks
+
+    cfg = DTWConfig()
+    logc = np.cumsum(np.random.default_rng(0).normal(0, 0.05, (88, 1500)), axis=1).clip(0, 1)
+    flux = np.zeros_like(logc)
+    flux[:, 1:] = np.maximum(logc[:, 1:] - logc[:, :-1], 0)
+    near = ndimage.maximum_filter1d(flux, 7, axis=1, mode="constant")
+    wide = ndimage.maximum_filter1d(flux, 201, axis=1, mode="constant")
+    expected = (flux == near) & (flux >= cfg.onset_threshold) & (flux >= cfg.onset_rel_threshold * wide)
+    got = cqt_onset_peaks(logc, 100, cfg)
+    assert sorted(got) == [int(k) + 21 for k in np.flatnonzero(expected.any(axis=1))]
+    for pitch, peaks in got.items():
+        frames = np.flatnonzero(expected[pitch - 21])
+        np.testing.assert_allclose(peaks[0], np.maximum((frames - 0.5) * 10.0, 0.0))
+        np.testing.assert_array_equal(peaks[1], flux[pitch - 21, frames] * 1e-2)

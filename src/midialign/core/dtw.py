@@ -341,8 +341,12 @@ def cqt_onset_peaks(logc: np.ndarray, fps: int, cfg: DTWConfig) -> dict:
     flux[:, 1:] = np.maximum(logc[:, 1:] - logc[:, :-1], 0.0)
     # Peaks: local maxima over +-30 ms, above an absolute floor and a fraction of the local 2 s max.
     near = max_filter(flux, 2 * int(round(0.03 * fps)) + 1)
-    wide = max_filter(flux, 2 * fps + 1)
-    is_peak = (flux == near) & (flux >= cfg.onset_threshold) & (flux >= cfg.onset_rel_threshold * wide)
+    is_peak = (flux == near) & (flux >= cfg.onset_threshold)
+    # The 2 s max only where it matters, at the candidate peaks (few): same values as a full filter.
+    keys, frames = np.nonzero(is_peak)
+    padded = np.pad(flux, ((0, 0), (fps, fps)))
+    wide = np.lib.stride_tricks.sliding_window_view(padded, 2 * fps + 1, axis=1)[keys, frames].max(axis=1)
+    is_peak[keys, frames] = flux[keys, frames] >= cfg.onset_rel_threshold * wide
     # The flux at frame k is the rise between frames k-1 and k: the onset sits half a frame earlier.
     f_peaks: dict = {}
     for key in np.flatnonzero(is_peak.any(axis=1)):

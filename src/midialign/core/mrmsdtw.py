@@ -16,14 +16,14 @@ The scheme of synctoolbox's ``sync_via_mrmsdtw`` (Prätzlich et al. 2016), witho
 * Steps (1, 0), (0, 1), (1, 1) with ``step_weights`` multiplying the local cost; D[0, 0] = C[0, 0].
 
 The accumulated cost is computed row by row: vertical and diagonal steps are elementwise,
-the horizontal chain within a row is a cumulative minimum over A[k] - S[k] plus S[j], with S the
+the horizontal chain within a row is a cumulative minimum of A[k] - S[k], plus S[j], with S the
 running sum of the weighted row cost. Step choices are kept as bits (2 per band cell).
 """
 from __future__ import annotations
 
 import numpy as np
 
-ROW_BLOCK = 256  # rows whose cost is computed with one matrix product
+ROW_BLOCK = 64  # rows whose cost is computed at once (a rectangle around their band)
 CHROMA_NORM_THRESHOLD = 0.001  # synctoolbox's chroma_norm_threshold: quieter frames become uniform
 
 
@@ -101,9 +101,10 @@ def band_dtw(c1: np.ndarray, c2: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, 
         c0, c_end = int(lo[b0]), int(hi[b1 - 1]) + 1
         cost = cost_block(c1[:, b0:b1], c2[:, c0:c_end],
                           None if o1 is None else o1[:, b0:b1], None if o2 is None else o2[:, c0:c_end], alpha=alpha)
-        vert_cost, diag_cost = w_vert * cost, w_diag * cost
-        # Running sum of the horizontal step cost; any constant offset per row cancels below.
+        # Everything relative to the running sum of the horizontal step cost along the row, so the
+        # horizontal chain is one cumulative minimum; any constant offset per row cancels.
         run = np.cumsum(w_hor * cost, axis=1)
+        vert_rel, diag_rel = w_vert * cost - run, w_diag * cost - run
         offsets = np.concatenate([[0], np.cumsum(widths[b0:b1])])
         diag_bits = np.empty(offsets[-1], dtype=bool)
         hor_bits = np.empty(offsets[-1], dtype=bool)
@@ -111,17 +112,15 @@ def band_dtw(c1: np.ndarray, c2: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, 
             r, a, b = i - b0, int(lo[i]), int(hi[i]) + 1
             s, e = a - c0, b - c0
             band = prev[a:b + 1]  # columns a-1 .. b-1 of the previous row
-            vert = band[1:] + vert_cost[r, s:e]
-            diag = band[:-1] + diag_cost[r, s:e]
+            vert = band[1:] + vert_rel[r, s:e]
+            diag = band[:-1] + diag_rel[r, s:e]
             if i == 0:
-                vert[0] = cost[0, 0]  # the start: D[0, 0] = C[0, 0]
+                vert[0] = cost[0, 0] - run[0, 0]  # the start: D[0, 0] = C[0, 0]
             np.less(diag, vert, out=diag_bits[offsets[r]:offsets[r + 1]])  # ties go to the vertical step
             best = np.minimum(vert, diag)
-            rel = best - run[r, s:e]
-            low = np.minimum.accumulate(rel)
-            took_hor = np.less(low, rel, out=hor_bits[offsets[r]:offsets[r + 1]])
-            np.copyto(best, low + run[r, s:e], where=took_hor)
-            prev[a + 1:b + 1] = best
+            low = np.minimum.accumulate(best)
+            np.less(low, best, out=hor_bits[offsets[r]:offsets[r + 1]])
+            np.add(low, run[r, s:e], out=prev[a + 1:b + 1])
             prev[a] = np.inf
         blocks.append((b0, offsets, np.packbits(diag_bits), np.packbits(hor_bits), len(diag_bits)))
     return _backtrack(blocks, lo, n, m)
