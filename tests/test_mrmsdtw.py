@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from midialign.core.decode import match_pitch
-from midialign.core.dtw import _centred_filter, max_filter, onsets_to_dlnco, pitch_to_chroma, quantize_chroma
+from midialign.core.dtw import centred_filter, max_filter, onsets_to_dlnco, pitch_to_chroma, quantize_chroma
 from midialign.core.mrmsdtw import band_dtw, cost_block, mrmsdtw, normalize_columns, smooth_downsample, tube_around
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -76,12 +76,12 @@ def test_max_filter_equals_scipy(size: int) -> None:
         max_filter(x, 4)
 
 
-def test_centred_filter_equals_scipy() -> None:
+def testcentred_filter_equals_scipy() -> None:
     ndimage = pytest.importorskip("scipy.ndimage")
     x = np.random.default_rng(0).random((4, 200))
     window = np.bartlett(9)[1:-1]
     window /= window.sum()
-    np.testing.assert_allclose(_centred_filter(x, window), ndimage.convolve1d(x, window, axis=1, mode="constant"), atol=1e-15)
+    np.testing.assert_allclose(centred_filter(x, window), ndimage.convolve1d(x, window, axis=1, mode="constant"), atol=1e-15)
 
 
 def path_cost(cost: np.ndarray, path: np.ndarray) -> float:

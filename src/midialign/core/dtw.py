@@ -298,7 +298,7 @@ def max_filter(x: np.ndarray, size: int) -> np.ndarray:
     return np.maximum(backward[:, s], forward[:, s + size - 1])
 
 
-def _centred_filter(x: np.ndarray, window: np.ndarray) -> np.ndarray:
+def centred_filter(x: np.ndarray, window: np.ndarray) -> np.ndarray:
     """(d, T) x convolved along its last axis with an odd-length symmetric window, centred, zeros beyond
     the ends: scipy.ndimage.convolve1d(x, window, axis=1, mode="constant")."""
     half = len(window) // 2
@@ -324,7 +324,7 @@ def cqt_audio_features(cqt: np.ndarray, fps: int, cfg: DTWConfig) -> tuple[np.nd
     # Frame j must be centred on j / fr: a centred triangle over 2 * step - 1 frames, then decimate.
     if step > 1:
         win = np.bartlett(2 * step + 1)[1:-1]
-        energy = _centred_filter(energy, win / win.sum())
+        energy = centred_filter(energy, win / win.sum())
     f_pitch = np.zeros((128, n_out))
     f_pitch[PITCH_MIN:PITCH_MAX + 1] = energy[:, ::step][:, :n_out]
     chroma = quantize_chroma(pitch_to_chroma(f_pitch))
