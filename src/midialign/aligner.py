@@ -127,17 +127,14 @@ def align(audio: AudioInput, notes: NotesInput, *, method: str = DEFAULT_METHOD,
 def import_align_path(method: str) -> None:
     """Import the libraries `method` needs, so the stage timings that follow measure work only.
 
-    Takes seconds in a new process (torch, librosa, numba, synctoolbox), nothing after.
+    Takes seconds in a new process (torch, librosa), nothing after.
     """
     if method == "none":
         return
     from .core import cqt  # noqa: F401
 
     if method.startswith("dtw"):
-        from .core.dtw import import_synctoolbox
-
-        for name in ("dtw.mrmsdtw", "feature.chroma", "feature.dlnco"):
-            import_synctoolbox(name)
+        from .core import dtw  # noqa: F401  (numpy only)
     if "crnn" in method:
         from .core import refiner  # noqa: F401  (torch)
 

@@ -143,6 +143,10 @@ class DTWConfig:
     # Coarse levels at 1, 2 and 10 frames/s, then the input rate.
     win_len_smooth: tuple[int, ...] = (201, 101, 21, 1)
     downsamp_smooth: tuple[int, ...] = (100, 50, 10, 1)
+    # The finest level aligns only within this many seconds of the previous (10 frames/s) level's
+    # path, inside synctoolbox's rectangles (about +-7 s at 1e6 cells). Without it, the
+    # best path in those rectangles can drift seconds off where the onset cost is flat.
+    tube_s: float | None = 1.0
     # Weight of chroma vs DLNCO onset cost at the finest level (synctoolbox uses 0.5). Onsets fix
     # the timing, chroma keeps the path on the right notes: 0.3 puts 1.1 % of asap_score notes
     # more than 250 ms off, vs 2.3 % at 0.15 and 1.2 % at 0.5.

@@ -3,9 +3,9 @@
 The paper's recipe (threshold, segment per pitch, match by pitch and order,
 move matched notes) with a sturdier matcher:
 - per pitch, an optimal order-preserving assignment with a squared-distance
-  cost (convex costs never cross in 1-D) and a skip cost, solved with
-  scipy's Hungarian method on independent blocks, so a note never takes a
-  detection that is nearer to its neighbour;
+  cost (convex costs never cross in 1-D) and a skip cost, solved exactly by
+  an edit-distance dynamic programme on independent blocks, so a note never
+  takes a detection that is nearer to its neighbour;
 - segments are split at clear dips so a quickly repeated note that the
   network merged still gives two onsets;
 - with an onset roll (models with an onset head), detections are its
@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from ..config import MIN_NOTE_S, PITCH_MIN, InferenceConfig
 from ..notes import Notes
@@ -136,15 +135,40 @@ def match_pitch(onsets: np.ndarray, det_onsets: np.ndarray, *, max_shift: float,
         cost = d ** 2
         if det_strength is not None and height_weight:
             cost = cost - height_weight * max_shift ** 2 * det_strength[det_idx][None, :]
-        big = 1e6
-        cost[np.abs(d) > max_shift] = big
-        skip = np.full((len(note_idx), len(note_idx)), big)
-        np.fill_diagonal(skip, max_shift ** 2)
-        rows, cols = linear_sum_assignment(np.concatenate([cost, skip], axis=1))
-        for r, c in zip(rows, cols):
-            if c < len(det_idx) and cost[r, c] < big:
+        cost[np.abs(d) > max_shift] = np.inf
+        for r, c in enumerate(_ordered_assignment(cost, skip=max_shift ** 2)):
+            if c >= 0:
                 result[note_idx[r]] = det_idx[c]
     return result
+
+
+def _ordered_assignment(cost: np.ndarray, *, skip: float) -> np.ndarray:
+    """(n,) column each row takes (-1: none) minimising the total cost, rows and columns in order.
+
+    cost: (n, m), rows and columns sorted in time, inf where forbidden; a row left out costs
+    `skip`, a column left out nothing. With costs (a_i - b_j)^2 - h_j an assignment's crossing
+    pairs never beat their uncrossed swap, so this O(n m) edit-distance programme is optimal
+    among all assignments (what linear_sum_assignment would find, at equal total cost).
+    """
+    n, m = cost.shape
+    # total[i, j]: least cost of the first i rows using only the first j columns.
+    total = np.zeros((n + 1, m + 1))
+    for i in range(1, n + 1):
+        step = total[i - 1] + skip
+        step[1:] = np.minimum(step[1:], total[i - 1, :-1] + cost[i - 1])
+        total[i] = np.minimum.accumulate(step)  # leaving columns unused is free
+    # Back from (n, m), re-deriving each step: the same sums, so equalities are exact.
+    choice = np.full(n, -1, dtype=np.int64)
+    i, j = n, m
+    while i > 0:
+        if j > 0 and total[i, j] == total[i, j - 1]:
+            j -= 1
+        elif j > 0 and total[i, j] == total[i - 1, j - 1] + cost[i - 1, j - 1]:
+            choice[i - 1] = j - 1
+            i, j = i - 1, j - 1
+        else:
+            i -= 1
+    return choice
 
 
 def _blocks(a: np.ndarray, b: np.ndarray, gap: float):

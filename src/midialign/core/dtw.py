@@ -19,26 +19,24 @@ Audio front ends (``DTWConfig.audio_features``):
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.abc
-import importlib.machinery
 import io
-import sys
-import types
 
 import numpy as np
-from scipy import ndimage
 
 from ..config import MIN_NOTE_S, PITCH_MAX, PITCH_MIN, DTWConfig, FeatureConfig
 from ..errors import InputError
 from ..notes import Notes
 from .features import denormalise
+from .mrmsdtw import mrmsdtw
 
 REFERENCE_PITCH_RATE = 50  # synctoolbox filter-bank features are computed at this rate
-# synctoolbox imports these at module level for its plots, for helpers the align path does not
-# call (libfmp) and for one distance (sklearn, which imports pandas and scipy.stats); together
-# about a second of start-up. They are imported on first use instead.
-DEFERRED_IMPORTS = ("matplotlib", "libfmp", "IPython", "pandas", "music21", "sklearn")
+# synctoolbox's chroma and DLNCO constants.
+CHROMA_QUANT_STEPS = (0.4, 0.2, 0.1, 0.05)
+CHROMA_NORM_THRESHOLD = 0.001
+DLNCO_LOG_GAMMA = 10000.0
+DLNCO_LOCAL_MAX_S = 0.8
+DLNCO_LOCAL_FLOOR = 0.1
+DLNCO_DECAY = np.sqrt(1 / np.arange(1, 11))
 
 
 # ---------------------------------------------------------------- path API
@@ -57,8 +55,6 @@ def dtw_path(
     `cqt` is an optional precomputed (88, T) log CQT from features.compute_features
     at `fps` frames/s (used by the "cqt" front end; computed here when absent).
     """
-    mrmsdtw = import_synctoolbox("dtw.mrmsdtw")
-
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise InputError(f"dtw_path needs mono audio, got shape {y.shape}")
@@ -89,20 +85,11 @@ def dtw_path(
     chroma_m, onset_m = _pad(chroma_m, pad), _pad(onset_m, pad)
     chroma_a, onset_a = _pad(chroma_a, pad), _pad(onset_a, pad)
 
-    with contextlib.redirect_stdout(io.StringIO()):  # synctoolbox prints progress
-        wp = mrmsdtw.sync_via_mrmsdtw(
-            f_chroma1=chroma_m,
-            f_onset1=onset_m,
-            f_chroma2=chroma_a,
-            f_onset2=onset_a,
-            input_feature_rate=fr,
-            step_weights=np.asarray(cfg.step_weights, dtype=np.float64),
-            threshold_rec=cfg.threshold_rec,
-            win_len_smooth=np.asarray(cfg.win_len_smooth),
-            downsamp_smooth=np.asarray(cfg.downsamp_smooth),
-            alpha=cfg.alpha,
-        )
-    path = strictly_monotonic(np.asarray(wp).T).astype(np.float64) / fr - cfg.pad_s
+    wp = mrmsdtw(chroma_m, chroma_a, onset1=onset_m, onset2=onset_a, step_weights=cfg.step_weights,
+                 threshold_rec=cfg.threshold_rec, win_len_smooth=cfg.win_len_smooth,
+                 downsamp_smooth=cfg.downsamp_smooth, alpha=cfg.alpha,
+                 tube=None if cfg.tube_s is None else int(round(cfg.tube_s * fr)))
+    path = strictly_monotonic(wp.T).astype(np.float64) / fr - cfg.pad_s
     path[:, 0] += midi_origin
     return path
 
@@ -159,7 +146,6 @@ def midi_features(notes: Notes, feature_rate: int, origin: float = 0.0, final_ri
 
     Notes still sounding at the last onset are extended by final_ring_s in the chroma.
     """
-    chroma_tools, dlnco_tools = import_synctoolbox("feature.chroma"), import_synctoolbox("feature.dlnco")
     valid = np.isfinite(notes.intervals).all(axis=1)
     iv = notes.intervals[valid] - origin
     pitches = np.clip(notes.pitches[valid], PITCH_MIN, PITCH_MAX).astype(int)
@@ -172,11 +158,11 @@ def midi_features(notes: Notes, feature_rate: int, origin: float = 0.0, final_ri
 
     f_pitch = pitch_energies(start, duration, pitches=pitches, velocities=velocities, feature_rate=feature_rate)
     f_peaks = onset_peaks(start, pitches=pitches, velocities=velocities)
-    chroma = chroma_tools.quantize_chroma(chroma_tools.pitch_to_chroma(f_pitch))
+    chroma = quantize_chroma(pitch_to_chroma(f_pitch))
     n = chroma.shape[1]
     # DLNCO indexes round(t * fr); keep every peak inside the sequence.
     _clip_peaks(f_peaks, (n - 1) * 1000.0 / feature_rate)
-    dlnco = dlnco_tools.pitch_onset_features_to_DLNCO(f_peaks=f_peaks, feature_rate=feature_rate, feature_sequence_length=n)
+    dlnco = onsets_to_dlnco(f_peaks, feature_rate=feature_rate, length=n)
     return chroma, dlnco
 
 
@@ -228,11 +214,102 @@ def _clip_peaks(f_peaks: dict, max_ms: float) -> None:
         f_peaks[p] = arr
 
 
+# ---------------------------------------------------------------- chroma and DLNCO (synctoolbox's, in numpy)
+
+def pitch_to_chroma(f_pitch: np.ndarray) -> np.ndarray:
+    """(12, N) chroma: the rows of the (128, N) pitch features from MIDI 21 to 108 summed per pitch class.
+
+    synctoolbox's ``pitch_to_chroma``, bit for bit (same additions in the same order).
+    """
+    f_pitch = np.asarray(f_pitch, dtype=np.float64)
+    chroma = np.zeros((12, f_pitch.shape[1]))
+    # Octave blocks of 12 pitches from 12 to 119, rows outside 21..108 left out, added low to high.
+    for octave_start in range(12, 120, 12):
+        for c in range(12):
+            p = octave_start + c
+            if PITCH_MIN <= p <= PITCH_MAX:
+                chroma[c] += f_pitch[p]
+    return chroma
+
+
+def quantize_chroma(f_chroma: np.ndarray, *, quant_steps=CHROMA_QUANT_STEPS, norm_thresh: float = CHROMA_NORM_THRESHOLD) -> np.ndarray:
+    """(12, N) quantised chroma: each frame l1-normalised (zero where no entry exceeds norm_thresh),
+    then each entry scored 0.25 per step of quant_steps it exceeds. synctoolbox's ``quantize_chroma``."""
+    f_chroma = np.asarray(f_chroma, dtype=np.float64)
+    # Per-column sums over a contiguous copy: the same pairwise summation as synctoolbox's per-frame np.sum.
+    energy = np.ascontiguousarray(f_chroma.T).sum(axis=1)
+    active = (f_chroma > norm_thresh).any(axis=0)
+    distr = np.zeros_like(f_chroma)
+    distr[:, active] = f_chroma[:, active] / energy[active]
+    quantized = np.zeros_like(f_chroma)
+    for step in quant_steps:
+        quantized += (distr > step) * (1 / len(quant_steps))
+    return quantized
+
+
+def onsets_to_dlnco(f_peaks: dict, *, feature_rate: int, length: int) -> np.ndarray:
+    """(12, length) DLNCO features from onset peaks {MIDI pitch: (2, K) [[ms...], [height...]]}.
+
+    synctoolbox's ``pitch_onset_features_to_DLNCO``: log(1 + 1e4 height) summed per chroma at frame
+    round(t * feature_rate) (halves up), divided by the local max over +-0.4 s of the frame norms
+    (at least 0.1), then each onset decays over 10 frames as sqrt(1 / n). Peaks must lie inside the
+    sequence (see _clip_peaks).
+    """
+    pitches = [p for p in range(PITCH_MIN, PITCH_MAX + 1) if p in f_peaks]
+    onsets = np.zeros((length, 12))
+    if pitches:
+        # Pitch by pitch, peak by peak: the additions in synctoolbox's order.
+        times = np.concatenate([np.asarray(f_peaks[p][0, :] / 1000).reshape(-1) for p in pitches])
+        values = np.concatenate([np.asarray(np.log(f_peaks[p][1, :] * DLNCO_LOG_GAMMA + 1)).reshape(-1) for p in pitches])
+        chroma = np.concatenate([np.full(np.asarray(f_peaks[p]).shape[1], p % 12) for p in pitches])
+        x = times * feature_rate
+        frame = np.floor(x).astype(np.int64) + (x - np.floor(x) >= 0.5)  # MATLAB's round
+        np.add.at(onsets, (frame, chroma), values)
+    norms = np.linalg.norm(onsets, axis=1)
+    filt = int(DLNCO_LOCAL_MAX_S * feature_rate)
+    filt -= filt % 2
+    local = np.maximum(max_filter(norms[None, :], filt + 1)[0], DLNCO_LOCAL_FLOOR)
+    normalised = onsets / local[:, None]
+    # Decay: frame k takes max over n < 10 of DLNCO_DECAY[n] * normalised[k - n].
+    n_coef = len(DLNCO_DECAY)
+    padded = np.concatenate([np.zeros((n_coef - 1, 12)), normalised])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, n_coef, axis=0)  # (length, 12, n_coef), oldest first
+    return (windows * DLNCO_DECAY[::-1]).max(axis=2).T
+
+
+def max_filter(x: np.ndarray, size: int) -> np.ndarray:
+    """Centred running maximum of odd length `size` along the last axis of (d, T) x, zeros beyond the
+    ends: scipy.ndimage.maximum_filter1d(x, size, axis=1, mode="constant") in O(T) (van Herk / Gil-Werman)."""
+    x = np.asarray(x)
+    if size % 2 != 1:
+        raise ValueError(f"max_filter needs an odd size, got {size}")
+    if size == 1:
+        return x.copy()
+    d, t = x.shape
+    half = size // 2
+    n_blocks = -(-(t + 2 * half) // size) + 1
+    padded = np.zeros((d, n_blocks * size), dtype=x.dtype)
+    padded[:, half:half + t] = x
+    blocks = padded.reshape(d, n_blocks, size)
+    forward = np.maximum.accumulate(blocks, axis=2).reshape(d, -1)  # max from each block's start
+    backward = np.maximum.accumulate(blocks[:, :, ::-1], axis=2)[:, :, ::-1].reshape(d, -1)  # to its end
+    # Window [s, s + size) spans the end of one block and the start of the next.
+    s = np.arange(t)
+    return np.maximum(backward[:, s], forward[:, s + size - 1])
+
+
+def centred_filter(x: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """(d, T) x convolved along its last axis with an odd-length symmetric window, centred, zeros beyond
+    the ends: scipy.ndimage.convolve1d(x, window, axis=1, mode="constant")."""
+    half = len(window) // 2
+    padded = np.pad(x, ((0, 0), (half, half)))
+    return np.lib.stride_tricks.sliding_window_view(padded, len(window), axis=1) @ window[::-1]
+
+
 # ---------------------------------------------------------------- audio side
 
 def cqt_audio_features(cqt: np.ndarray, fps: int, cfg: DTWConfig) -> tuple[np.ndarray, np.ndarray]:
     """(12, N) quantised chroma and (12, N) DLNCO from an (88, T) log CQT (features.normalise, log=True)."""
-    chroma_tools, dlnco_tools = import_synctoolbox("feature.chroma"), import_synctoolbox("feature.dlnco")
     fr = cfg.feature_rate
     logc = np.asarray(cqt, dtype=np.float64)
     if logc.ndim != 2 or logc.shape[0] != PITCH_MAX - PITCH_MIN + 1:
@@ -247,14 +324,14 @@ def cqt_audio_features(cqt: np.ndarray, fps: int, cfg: DTWConfig) -> tuple[np.nd
     # Frame j must be centred on j / fr: a centred triangle over 2 * step - 1 frames, then decimate.
     if step > 1:
         win = np.bartlett(2 * step + 1)[1:-1]
-        energy = ndimage.convolve1d(energy, win / win.sum(), axis=1, mode="constant")
+        energy = centred_filter(energy, win / win.sum())
     f_pitch = np.zeros((128, n_out))
     f_pitch[PITCH_MIN:PITCH_MAX + 1] = energy[:, ::step][:, :n_out]
-    chroma = chroma_tools.quantize_chroma(chroma_tools.pitch_to_chroma(f_pitch))
+    chroma = quantize_chroma(pitch_to_chroma(f_pitch))
 
     f_peaks = cqt_onset_peaks(logc, fps, cfg)
     _clip_peaks(f_peaks, (n_out - 1) * 1000.0 / fr)
-    dlnco = dlnco_tools.pitch_onset_features_to_DLNCO(f_peaks=f_peaks, feature_rate=fr, feature_sequence_length=n_out)
+    dlnco = onsets_to_dlnco(f_peaks, feature_rate=fr, length=n_out)
     return chroma, dlnco
 
 
@@ -263,9 +340,13 @@ def cqt_onset_peaks(logc: np.ndarray, fps: int, cfg: DTWConfig) -> dict:
     flux = np.zeros_like(logc)
     flux[:, 1:] = np.maximum(logc[:, 1:] - logc[:, :-1], 0.0)
     # Peaks: local maxima over +-30 ms, above an absolute floor and a fraction of the local 2 s max.
-    near = ndimage.maximum_filter1d(flux, size=2 * int(round(0.03 * fps)) + 1, axis=1, mode="constant")
-    wide = ndimage.maximum_filter1d(flux, size=2 * fps + 1, axis=1, mode="constant")
-    is_peak = (flux == near) & (flux >= cfg.onset_threshold) & (flux >= cfg.onset_rel_threshold * wide)
+    near = max_filter(flux, 2 * int(round(0.03 * fps)) + 1)
+    is_peak = (flux == near) & (flux >= cfg.onset_threshold)
+    # The 2 s max only where it matters, at the candidate peaks (few): same values as a full filter.
+    keys, frames = np.nonzero(is_peak)
+    padded = np.pad(flux, ((0, 0), (fps, fps)))
+    wide = np.lib.stride_tricks.sliding_window_view(padded, 2 * fps + 1, axis=1)[keys, frames].max(axis=1)
+    is_peak[keys, frames] = flux[keys, frames] >= cfg.onset_rel_threshold * wide
     # The flux at frame k is the rise between frames k-1 and k: the onset sits half a frame earlier.
     f_peaks: dict = {}
     for key in np.flatnonzero(is_peak.any(axis=1)):
@@ -279,9 +360,8 @@ def cqt_onset_peaks(logc: np.ndarray, fps: int, cfg: DTWConfig) -> dict:
 def synctoolbox_audio_features(y: np.ndarray, sample_rate: int, cfg: DTWConfig) -> tuple[np.ndarray, np.ndarray]:
     """The reference: synctoolbox's filter-bank pitch and onset features at 22050 Hz."""
     import soxr
-
-    chroma_tools, dlnco_tools = import_synctoolbox("feature.chroma"), import_synctoolbox("feature.dlnco")
-    pitch, pitch_onset = import_synctoolbox("feature.pitch"), import_synctoolbox("feature.pitch_onset")
+    # The reference only: synctoolbox (numba, scipy, matplotlib) is imported here, never on the default path.
+    from synctoolbox.feature import pitch, pitch_onset
 
     fs = cfg.reference_sample_rate
     x = np.asarray(y, dtype=np.float64)
@@ -298,10 +378,10 @@ def synctoolbox_audio_features(y: np.ndarray, sample_rate: int, cfg: DTWConfig) 
         t_native = np.arange(f_pitch.shape[1]) / native
         t_out = np.arange(int(np.floor(t_native[-1] * cfg.feature_rate)) + 1) / cfg.feature_rate
         f_pitch = np.stack([np.interp(t_out, t_native, row) for row in f_pitch])
-    chroma = chroma_tools.quantize_chroma(chroma_tools.pitch_to_chroma(f_pitch))
+    chroma = quantize_chroma(pitch_to_chroma(f_pitch))
     n = chroma.shape[1]
     _clip_peaks(f_peaks, (n - 1) * 1000.0 / cfg.feature_rate)
-    dlnco = dlnco_tools.pitch_onset_features_to_DLNCO(f_peaks=f_peaks, feature_rate=cfg.feature_rate, feature_sequence_length=n)
+    dlnco = onsets_to_dlnco(f_peaks, feature_rate=cfg.feature_rate, length=n)
     return chroma, dlnco
 
 
@@ -329,123 +409,3 @@ def strictly_monotonic(path: np.ndarray) -> np.ndarray:
     keep[(path[:, 0] == end[0]) | (path[:, 1] == end[1])] = False
     keep[-1] = True
     return path[keep]
-
-
-def euclidean_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(N, M) Euclidean distances between the rows of float64 x (N, d) and y (M, d).
-
-    sklearn.metrics.pairwise.euclidean_distances for dense float64 input, same operations in
-    the same order, so synctoolbox's cost matrices do not need sklearn (and pandas) imported.
-    """
-    distances = -2 * (x @ y.T)
-    distances += np.einsum("ij,ij->i", x, x)[:, None]
-    distances += np.einsum("ij,ij->i", y, y)[None, :]
-    np.maximum(distances, 0, out=distances)
-    if x is y:
-        np.fill_diagonal(distances, 0)
-    return np.sqrt(distances, out=distances)
-
-
-# ---------------------------------------------------------------- importing synctoolbox
-
-def import_synctoolbox(submodule: str) -> types.ModuleType:
-    """synctoolbox.<submodule>, imported with DEFERRED_IMPORTS deferred to their first use.
-
-    While it is imported, those packages resolve to placeholder modules whose names import the
-    real object when called or read (_Deferred); the placeholders leave sys.modules afterwards,
-    so a later `import matplotlib` anywhere gets the real one. The MrMsDTW cost's sklearn
-    distance becomes euclidean_distances, equal to it, and every numba function is cached on
-    disk. Should a synctoolbox release use the deferred packages at import time, the plain
-    import (slower, same result) takes over.
-    """
-    name = f"synctoolbox.{submodule}"
-    if name in sys.modules:
-        return sys.modules[name]
-    before = set(sys.modules)
-    finder = _PlaceholderFinder()
-    sys.meta_path.insert(0, finder)
-    try:
-        module = importlib.import_module(name)
-        cost = sys.modules.get("synctoolbox.dtw.cost")
-        if cost is not None and isinstance(getattr(cost, "euclidean_distances", None), _Deferred):
-            cost.euclidean_distances = euclidean_distances
-    except Exception:
-        for added in set(sys.modules) - before:
-            if added.startswith("synctoolbox"):
-                del sys.modules[added]
-        module = None
-    finally:
-        sys.meta_path.remove(finder)
-        for placeholder in finder.created:
-            sys.modules.pop(placeholder, None)
-    if module is None:
-        module = importlib.import_module(name)
-    for added in set(sys.modules) - before:
-        if added.startswith("synctoolbox."):
-            _cache_jitted(sys.modules[added])
-    return module
-
-
-def _cache_jitted(module: types.ModuleType) -> None:
-    """Put the module's numba functions that are not compiled yet on numba's on-disk cache, so later
-    processes load them instead of compiling again (synctoolbox's onset features, without
-    cache=True, take seconds). Numba writes next to the module, or in the user's cache dir
-    (NUMBA_CACHE_DIR, else ~/.cache/numba) where that is read-only."""
-    from numba.core.dispatcher import Dispatcher
-
-    for obj in vars(module).values():
-        if isinstance(obj, Dispatcher) and not obj.overloads:
-            obj.enable_caching()
-
-
-class _PlaceholderFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serves a _Placeholder for DEFERRED_IMPORTS not imported yet; records what it made."""
-
-    def __init__(self) -> None:
-        self.created: list[str] = []
-
-    def find_spec(self, fullname, path=None, target=None):
-        top = fullname.partition(".")[0]
-        # A package already really imported stays real, submodules too.
-        if top not in DEFERRED_IMPORTS or (top in sys.modules and not isinstance(sys.modules[top], _Placeholder)):
-            return None
-        return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-
-    def create_module(self, spec):
-        self.created.append(spec.name)
-        return _Placeholder(spec.name)
-
-    def exec_module(self, module) -> None:
-        pass
-
-
-class _Placeholder(types.ModuleType):
-    """A module whose every attribute is a _Deferred name of the real module."""
-
-    __path__: list[str] = []
-
-    def __getattr__(self, attr: str):
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        return _Deferred(self.__name__, attr)
-
-
-class _Deferred:
-    """`module.attr` imported on first call or attribute read."""
-
-    def __init__(self, module: str, attr: str) -> None:
-        self._module, self._attr = module, attr
-
-    def _resolve(self):
-        try:
-            return getattr(importlib.import_module(self._module), self._attr)
-        except AttributeError:  # a submodule not imported yet
-            return importlib.import_module(f"{self._module}.{self._attr}")
-
-    def __call__(self, *args, **kwargs):
-        return self._resolve()(*args, **kwargs)
-
-    def __getattr__(self, attr: str):
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        return getattr(self._resolve(), attr)
