@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .alignment import Alignment
-from .config import DEFAULT_METHOD, METHODS, MIN_NOTE_S, DTWConfig, FeatureConfig, InferenceConfig
+from .config import DEFAULT_METHOD, METHODS, MIN_NOTE_S, DTWConfig, EvidenceConfig, FeatureConfig, InferenceConfig
 from .errors import InputError
 from .notes import Notes
 
@@ -28,15 +28,17 @@ class Aligner:
     """Aligns notes to recordings with one model, loaded on first use by a network method.
 
     weights: a checkpoint path, or None for the shipped model.
-    inference: windowing, decoding and fallback settings; dtw: the coarse stage's.
+    inference: windowing, decoding and fallback settings; dtw: the coarse stage's; evidence: the
+    match check's (a wrong piece or a transposed MIDI).
     model: an already loaded core.network.LoadedModel, used instead of weights.
     """
 
     def __init__(self, weights: str | Path | None = None, *, inference: InferenceConfig = InferenceConfig(),
-                 dtw: DTWConfig = DTWConfig(), model=None) -> None:
+                 dtw: DTWConfig = DTWConfig(), evidence: EvidenceConfig = EvidenceConfig(), model=None) -> None:
         self.weights = weights
         self.inference = inference
         self.dtw = dtw
+        self.evidence = evidence
         self._model = model
 
     @property
@@ -102,20 +104,37 @@ class Aligner:
             current, moved, conf = refined.notes, refined.moved, refined.confidence
             timings["network"] = refined.network_s
             timings["postprocess"] = refined.decode_s
+        t = time.perf_counter()
+        check = self._check_match(feats, current, y=y, fcfg=fcfg, dtw_used=path is not None)
+        timings["match_check"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
-        if use_net and len(notes) >= 20 and moved.mean() < 0.2:
-            warnings.append(f"only {moved.mean():.0%} of notes were found in the audio: is this the right recording?")
+        if (line := check.warning(self.evidence)) is not None:
+            warnings.append(line)
         return self._result(notes, current, moved, conf, method=method, duration=duration, path=path, timings=timings,
-                            warnings=warnings, input_index=input_index)
+                            warnings=warnings, input_index=input_index, check=check)
+
+    def _check_match(self, feats: np.ndarray, aligned: Notes, *, y: np.ndarray, fcfg: FeatureConfig, dtw_used: bool):
+        """core.evidence.check_match of the aligned notes; a suspected semitone is aligned again by DTW."""
+        from .core.evidence import check_match
+
+        realign = None
+        if dtw_used:
+            from .core.dtw import align_notes
+
+            realign = lambda shifted: align_notes(y, shifted, sample_rate=fcfg.sample_rate, cfg=self.dtw, cqt=feats, fps=fcfg.fps)[0]
+        return check_match(feats, aligned, fps=fcfg.fps, cfg=self.evidence, realign=realign)
 
     def _result(self, notes: Notes, aligned: Notes, moved: np.ndarray, conf: np.ndarray, *, method: str, duration: float,
-                path: np.ndarray | None, timings: dict[str, float], warnings: list[str], input_index: np.ndarray | None) -> Alignment:
+                path: np.ndarray | None, timings: dict[str, float], warnings: list[str], input_index: np.ndarray | None,
+                check=None) -> Alignment:
         aligned, n_clipped = clip_to_audio(aligned, duration)
         if n_clipped:
             warnings.append(f"{n_clipped} of {len(aligned)} notes fell outside the audio (0-{duration:.2f} s) and were clipped into it")
         for w in warnings:
             log.warning(w)
-        return Alignment(notes, aligned, moved, conf, method, duration, path, timings, tuple(warnings), self.inference.min_confidence, input_index)
+        score, shift = (check.score, check.transposition) if check is not None else (float("nan"), 0)
+        return Alignment(notes, aligned, moved, conf, method, duration, path, timings, tuple(warnings), self.inference.min_confidence,
+                         input_index, score, shift)
 
 
 def align(audio: AudioInput, notes: NotesInput, *, method: str = DEFAULT_METHOD, weights: str | Path | None = None,

@@ -19,6 +19,8 @@ class Alignment:
     timings: seconds per stage. min_confidence: the threshold the alignment was made with.
     input_index: (n,) int, note i's row in the input file (readers sort notes and may drop some);
     None means the input's own order, 0..n-1.
+    match_score: core.evidence's median level of the notes' pitches at their aligned onsets, 0-1
+    (NaN: not measured); transposition: semitones the recording sounds away from the notes, or 0.
     """
 
     input_notes: Notes
@@ -32,6 +34,8 @@ class Alignment:
     warnings: tuple[str, ...] = ()
     min_confidence: float = InferenceConfig.min_confidence
     input_index: np.ndarray | None = None
+    match_score: float = float("nan")
+    transposition: int = 0
 
     def __post_init__(self) -> None:
         index = np.arange(len(self.notes)) if self.input_index is None else np.asarray(self.input_index, dtype=np.int64)
@@ -62,6 +66,8 @@ class Alignment:
             "n_low_confidence": int(len(low)),
             "low_confidence_threshold": self.min_confidence,
             "low_confidence_notes": low[:200].tolist(),
+            "match_score": round(self.match_score, 4) if np.isfinite(self.match_score) else None,
+            "transposition_semitones": self.transposition,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "warnings": list(self.warnings),
         }

@@ -193,12 +193,17 @@ class EvidenceConfig:
     window_s: float = 0.06
     # Right pairs scored 0.67-0.90, wrong pieces 0.31-0.52.
     min_score: float = 0.6
-    # A transposed MIDI: the level one octave or semitone away beats the notes' own by this much.
-    # Right pairs: an octave below -0.28 or less (no subharmonics), an octave above +0.03 or less
-    # (the second harmonic), a semitone either way -0.04 or less. Transposed copies: +0.09 or more.
+    # A transposed MIDI: the level an octave away beats the notes' own by this much. Right pairs:
+    # an octave below -0.28 or less (no subharmonics), an octave above +0.03 or less (the second
+    # harmonic). Transposed copies: +0.09 or more below, +0.29 or more above.
     octave_below_margin: float = 0.0
     octave_above_margin: float = 0.15
-    semitone_margin: float = 0.03
+    # Transposed by a semitone, notes still land on the neighbour's onsets; found at the aligned
+    # times with a margin that right pairs never reached (-0.04 or less; transposed: -0.02 to +0.08),
+    # then confirmed by aligning the shifted notes: +0.08 to +0.22 over the notes' own for
+    # transposed copies.
+    semitone_margin: float = -0.03
+    semitone_confirm_gain: float = 0.04
 
 
 @dataclass(frozen=True)

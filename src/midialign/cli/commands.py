@@ -39,6 +39,9 @@ def _register_align(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="PNG", help="also draw a piano-roll overlay and, for MIDI or score input, the local tempo (needs matplotlib)")
     p.add_argument("--plot-range", nargs=2, type=float, metavar=("START", "END"), help="plot window in seconds (default: 0 20)")
     p.add_argument("--weights", help="model checkpoint (default: the shipped model)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 3, writing nothing, when the recording does not seem to match the notes "
+                        "(a low match score, or a transposed MIDI); without it that is a warning")
     p.add_argument("--offsets", default="roll", choices=["roll", "input"],
                    help="where offsets come from: the network's frame roll near the input's offset (default), or the input (after DTW with dtw+crnn)")
     p.set_defaults(func=_run_align)
@@ -66,6 +69,11 @@ def _run_align(args: argparse.Namespace) -> int:
     aligner = Aligner(args.weights, inference=InferenceConfig(offsets=args.offsets))
     with library_warnings_to_debug():
         result = run_interruptibly(lambda: aligner.align(args.audio, args.midi, method=args.method))
+    mismatch = result.transposition != 0 or result.match_score < aligner.evidence.min_score
+    if args.strict and mismatch:
+        log.error("%s: does not match %s (match score %.2f%s); nothing written (--strict)", args.audio, args.midi,
+                  result.match_score, f", transposed by {-result.transposition:+d} semitones" if result.transposition else "")
+        return 3
     midi = output_midi(result, args.midi, tempo_map=args.tempo_map)
     png = None
     if args.plot:
@@ -76,8 +84,8 @@ def _run_align(args: argparse.Namespace) -> int:
             tempo = midi.tempo if args.tempo_map else output_midi(result, args.midi, tempo_map=True).tempo
         png = plot_png(result, args.audio, start=plot_range[0], end=plot_range[1], tempo=tempo)
     write_outputs(result, paths, audio=args.audio, notes=args.midi, plot_png=png, midi=midi)
-    log.info("aligned %d notes with %s in %.2f s (%.0f%% moved) -> %s", len(result.notes), result.method,
-             result.timings.get("total", 0.0), 100 * result.share_moved, args.output)
+    log.info("aligned %d notes with %s in %.2f s (%.0f%% moved, match score %.2f) -> %s", len(result.notes), result.method,
+             result.timings.get("total", 0.0), 100 * result.share_moved, result.match_score, args.output)
     if args.tempo_map:
         log.info("tempo map: %d tempo events; %d of %d notes moved off their input ticks", midi.report["n_tempo_events"],
                  midi.report["n_off_grid"], midi.report["n_notes"])

@@ -11,6 +11,9 @@ wrong-piece pairs made from them: right pairs scored 0.67-0.90, wrong ones 0.31-
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
 from ..config import PITCH_MAX, PITCH_MIN, EvidenceConfig
@@ -44,17 +47,50 @@ def match_score(feats: np.ndarray, notes: Notes, *, fps: int, cfg: EvidenceConfi
     return float(np.median(levels)) if len(levels) else float("nan")
 
 
-def transposition(feats: np.ndarray, notes: Notes, *, fps: int, cfg: EvidenceConfig) -> int:
-    """Semitones by which the recording sounds away from the notes (+12: an octave higher), or 0.
+@dataclass(frozen=True)
+class MatchCheck:
+    """score: match_score of the aligned notes (NaN: none measurable); transposition: semitones by
+    which the recording sounds away from the notes (+12: an octave higher), 0 when it does not."""
 
-    At the aligned times, the level at pitch + shift for shift -12, -1, +1, +12 against the
-    notes' own. A transposed MIDI still aligns (DTW's chroma ignores octaves, and a semitone's
-    neighbour leaks into its bin), so only these comparisons reveal it.
+    score: float
+    transposition: int
+
+    def warning(self, cfg: EvidenceConfig) -> str | None:
+        """One line for the user, or None when the notes match the recording."""
+        if self.transposition:
+            way = "higher" if self.transposition > 0 else "lower"
+            size = "an octave" if abs(self.transposition) == 12 else "a semitone"
+            return (f"the recording sounds {size} {way} than the MIDI (match score {self.score:.2f}): "
+                    f"is the MIDI transposed by {-self.transposition:+d} semitones?")
+        if np.isfinite(self.score) and self.score < cfg.min_score:
+            return (f"match score {self.score:.2f} is below {cfg.min_score:.2f}: "
+                    "the recording may not be of these notes (right pieces score 0.67-0.90)")
+        return None
+
+
+def check_match(feats: np.ndarray, notes: Notes, *, fps: int, cfg: EvidenceConfig,
+                realign: Callable[[Notes], Notes] | None = None) -> MatchCheck:
+    """The match score of aligned notes and the transposition, if any, it reveals.
+
+    At the aligned times, the level at pitch + shift for shift -12, -1, +1, +12 is compared with
+    the notes' own: a transposed MIDI still aligns (DTW's chroma ignores octaves, and a semitone's
+    neighbour leaks into its bin), so only these comparisons reveal it. A semitone is confirmed
+    by aligning the shifted notes again with realign (notes -> aligned notes), when given: a right
+    MIDI then scores lower, a transposed one clearly higher.
     """
     own = match_score(feats, notes, fps=fps, cfg=cfg)
     if not np.isfinite(own):
-        return 0
+        return MatchCheck(own, 0)
     margins = {-12: cfg.octave_below_margin, 12: cfg.octave_above_margin, -1: cfg.semitone_margin, 1: cfg.semitone_margin}
-    gains = {s: match_score(feats, notes, fps=fps, cfg=cfg, shift=s) - own - m for s, m in margins.items()}
-    best = max(gains, key=lambda s: gains[s] if np.isfinite(gains[s]) else -np.inf)
-    return best if gains[best] > 0 else 0
+    shifted = {s: match_score(feats, notes, fps=fps, cfg=cfg, shift=s) for s in margins}
+    gains = {s: shifted[s] - own - m for s, m in margins.items()}
+    # A transposition must also explain the recording: the notes at the shifted pitch score like a right pair.
+    found = [s for s in sorted(gains, key=lambda s: -gains[s]) if gains[s] > 0 and shifted[s] >= cfg.min_score]
+    for shift in found:
+        if abs(shift) == 12 or realign is None:
+            return MatchCheck(own, shift)
+        moved = Notes(notes.intervals, np.clip(notes.pitches + shift, PITCH_MIN, PITCH_MAX), notes.velocities, notes.pedal)
+        again = match_score(feats, realign(moved), fps=fps, cfg=cfg)
+        if again > own + cfg.semitone_confirm_gain and again >= cfg.min_score:
+            return MatchCheck(own, shift)
+    return MatchCheck(own, 0)
