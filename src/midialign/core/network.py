@@ -126,20 +126,22 @@ def _conv(x: np.ndarray, conv: _Conv, *, relu: bool) -> np.ndarray:
     res = np.empty((cout, rows * fp), F32)
     item = flat.itemsize
     for bi in range(b_):
+        # (cin, dt, df, column) -> flat[bi, cin, dt * fp + df + column]: im2col rows in w's order, a view.
+        shifted = np.lib.stride_tricks.as_strided(flat[bi], shape=(cin, kt, kf, t_ * fp),
+                                                  strides=(flat.strides[1], fp * item, item, item), writeable=False)
         for t0 in range(0, t_, rows):
             n = min(rows, t_ - t0)
             width = n * fp
-            # (cin, dt, df, column) -> flat[bi, cin, (t0 + dt) * fp + df + column]: rows of cols in w's order.
-            shifted = np.lib.stride_tricks.as_strided(flat[bi, :, t0 * fp:], shape=(cin, kt, kf, width),
-                                                      strides=(flat.strides[1], fp * item, item, item), writeable=False)
             block = cols[:, :width]
-            np.copyto(block.reshape(cin, kt, kf, width), shifted)
+            np.copyto(block.reshape(cin, kt, kf, width), shifted[..., t0 * fp:t0 * fp + width])
             r = res[:, :width]
             np.matmul(conv.w, block, out=r)
             r += conv.b[:, None]
+            dst, src = out[bi, :, t0:t0 + n], r.reshape(cout, n, fp)[:, :, :f_]
             if relu:
-                np.maximum(r, 0, out=r)
-            out[bi, :, t0:t0 + n] = r.reshape(cout, n, fp)[:, :, :f_]
+                np.maximum(src, 0, out=dst)  # ReLU and the copy out in one pass
+            else:
+                dst[...] = src
     return out
 
 
