@@ -190,11 +190,13 @@ class _BiRNN:
         self.kind, self.hidden = kind, hidden
         h = hidden
         dirs = ("l0", "l0_reverse")
-        # LSTM gates i, f, g, o -> i, f, o, g so the three sigmoids are one slice.
+        # LSTM gates i, f, g, o -> i, f, o, g so the three sigmoids are one slice, and those rows
+        # halved: sigmoid(x) = (tanh(x / 2) + 1) / 2, so one tanh over all four gates serves each step.
         order = np.r_[0:2 * h, 3 * h:4 * h, 2 * h:3 * h] if kind == "lstm" else np.arange(3 * h)
-        w_ih = [state[f"rnn.weight_ih_{d}"].astype(F32)[order] for d in dirs]
-        b_ih = [state[f"rnn.bias_ih_{d}"].astype(F32)[order] for d in dirs]
-        b_hh = [state[f"rnn.bias_hh_{d}"].astype(F32)[order] for d in dirs]
+        scale = np.r_[np.full(3 * h, 0.5, F32), np.ones(h, F32)] if kind == "lstm" else np.ones(3 * h, F32)
+        w_ih = [state[f"rnn.weight_ih_{d}"].astype(F32)[order] * scale[:, None] for d in dirs]
+        b_ih = [state[f"rnn.bias_ih_{d}"].astype(F32)[order] * scale for d in dirs]
+        b_hh = [state[f"rnn.bias_hh_{d}"].astype(F32)[order] * scale for d in dirs]
         self.w_ih = np.ascontiguousarray(np.concatenate(w_ih).T)  # (W, 2G)
         if kind == "lstm":  # both biases add to the input projection
             self.b_ih = np.concatenate([b_ih[0] + b_hh[0], b_ih[1] + b_hh[1]])
@@ -202,7 +204,7 @@ class _BiRNN:
         else:  # the GRU's candidate gate scales W_hn h + b_hn by r: b_hh stays apart
             self.b_ih = np.concatenate(b_ih)
             self.b_hh = np.stack(b_hh)[:, None, :]  # (2, 1, G)
-        self.w_hh = np.ascontiguousarray(np.stack([state[f"rnn.weight_hh_{d}"].astype(F32)[order].T for d in dirs]))  # (2, H, G)
+        self.w_hh = np.ascontiguousarray(np.stack([(state[f"rnn.weight_hh_{d}"].astype(F32)[order] * scale[:, None]).T for d in dirs]))  # (2, H, G)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """(B, T, W) -> (B, T, 2H): forward outputs, then backward ones."""
@@ -220,16 +222,17 @@ class _BiRNN:
             cell = np.zeros((2, b_, h), F32)
             tmp = np.empty((2, b_, h), F32)
             for t in range(t_):
-                np.matmul(state, self.w_hh, out=gates)
+                np.matmul(outs[t - 1] if t else state, self.w_hh, out=gates)  # the last output is the state
                 gates += seq[t]
-                _sigmoid_(gates[..., :3 * h])
-                np.tanh(gates[..., 3 * h:], out=gates[..., 3 * h:])
+                np.tanh(gates, out=gates)
+                sig = gates[..., :3 * h]  # i, f, o from tanh(x / 2)
+                sig *= 0.5
+                sig += 0.5
                 cell *= gates[..., h:2 * h]
                 np.multiply(gates[..., :h], gates[..., 3 * h:], out=tmp)
                 cell += tmp
-                np.tanh(cell, out=state)
-                state *= gates[..., 2 * h:3 * h]
-                outs[t] = state
+                np.tanh(cell, out=outs[t])
+                outs[t] *= gates[..., 2 * h:3 * h]
         else:
             rz = np.empty((2, b_, 2 * h), F32)
             cand = np.empty((2, b_, h), F32)
