@@ -391,7 +391,12 @@ def predict_probs(model: CRNN, roll: np.ndarray, feats: np.ndarray, *, fps: int,
 
     roll, feats: (88, T) at fps frames per second. C is ``model.n_outputs``: the frame roll,
     then the onset roll if the model has one. Windows are cfg.window_s long, cfg.hop_s apart.
-    Batches of cfg.batch_size windows; memory is bounded by a few batches whatever the piece length.
+
+    Batches of up to cfg.batch_size windows run on set_threads() Python threads at once (numpy
+    releases the GIL in its matmuls and copies), each with a single-threaded BLAS: on the 4-minute
+    benchmark 2 threads took 4.4 s against 6.2 s for 1, and letting OpenBLAS thread the conv matmuls
+    itself took 79 s on 2 busy cores (its threads spin-wait on tiny matmuls). The BLAS limit is
+    process-wide while this runs. Memory is bounded by that many batches whatever the piece length.
     """
     if roll.shape != feats.shape:
         raise ValueError(f"roll {roll.shape} and features {feats.shape} differ")
