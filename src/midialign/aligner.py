@@ -127,7 +127,7 @@ def align(audio: AudioInput, notes: NotesInput, *, method: str = DEFAULT_METHOD,
 def import_align_path(method: str) -> None:
     """Import the libraries `method` needs, so the stage timings that follow measure work only.
 
-    Takes seconds in a new process (torch, librosa, numba, synctoolbox), nothing after.
+    Takes seconds in a new process (librosa, numba, synctoolbox), nothing after.
     """
     if method == "none":
         return
@@ -139,7 +139,7 @@ def import_align_path(method: str) -> None:
         for name in ("dtw.mrmsdtw", "feature.chroma", "feature.dlnco"):
             import_synctoolbox(name)
     if "crnn" in method:
-        from .core import refiner  # noqa: F401  (torch)
+        from .core import refiner  # noqa: F401  (the numpy CRNN: no torch)
 
 
 def load_inputs(audio: AudioInput, notes: NotesInput, *, sample_rate: int) -> tuple[np.ndarray, Notes]:
