@@ -1,5 +1,4 @@
 """The numpy CRNN (core.network) against the torch one (training.model), and the torch-free checkpoint reader."""
-import io
 import os
 import pickle
 import subprocess

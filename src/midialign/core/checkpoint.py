@@ -10,6 +10,7 @@ state_dict of plain tensors uses, and rebuilds each tensor as a numpy array. Any
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import zipfile
 from importlib import resources
@@ -76,8 +77,6 @@ class _Unpickler(pickle.Unpickler):
     """Resolves only collections.OrderedDict, torch._utils._rebuild_tensor_v2 and torch.*Storage."""
 
     def __init__(self, data: bytes, *, archive: zipfile.ZipFile, prefix: str, byteorder: str) -> None:
-        import io
-
         super().__init__(io.BytesIO(data))
         self._archive = archive
         self._prefix = prefix
