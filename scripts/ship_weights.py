@@ -9,16 +9,15 @@ import shutil
 import sys
 from pathlib import Path
 
-import torch
-
-from midialign.core.network import file_sha256, load_model
+from midialign.core.checkpoint import file_sha256, read_checkpoint
+from midialign.core.network import load_model
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "src" / "midialign" / "weights"
 
 
 def main(src: str) -> None:
     load_model(src)  # refuses anything that does not load strictly
-    payload = torch.load(src, map_location="cpu", weights_only=True)
+    payload = read_checkpoint(src)
     dst = WEIGHTS / "default.pt"
     shutil.copyfile(src, dst)
     info = {

@@ -16,7 +16,7 @@ import torch
 
 from midialign.training.data import load_cache
 from midialign.training.train import RECIPES, model_loss, sample_batch
-from midialign.core.network import CRNN
+from midialign.training.model import CRNN
 
 
 def main() -> None:

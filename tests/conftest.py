@@ -85,7 +85,7 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from midialign.config import FeatureConfig, ModelConfig
-    from midialign.core.network import CRNN, save_checkpoint
+    from midialign.training.model import CRNN, save_checkpoint
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "tiny.pt"

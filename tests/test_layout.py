@@ -30,6 +30,9 @@ ALLOWED = {
 }
 BASE_MODULES = {"config", "errors", "notes", "alignment"}
 API_MODULES = {"aligner", "plot"}
+# Only these layers may import torch (training.model holds the torch CRNN); the align path runs
+# core.network's numpy CRNN, since importing torch alone takes seconds.
+TORCH_LAYERS = {"training", "evaluation"}
 
 
 def layer_of(module: str) -> str:
@@ -155,6 +158,24 @@ def test_no_module_imports_a_higher_layer():
     assert layer_violations(import_graph(PACKAGE)) == []
 
 
+def torch_importers(package_dir: Path) -> list[str]:
+    """Dotted names of the package's modules that import torch anywhere in their file."""
+    found = []
+    for module, path in package_modules(package_dir).items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            if any(name.split(".")[0] == "torch" for name in names):
+                found.append(module)
+                break
+    return sorted(found)
+
+
+def test_only_training_and_evaluation_import_torch():
+    importers = torch_importers(PACKAGE)
+    assert "midialign.training.model" in importers
+    assert [m for m in importers if layer_of(m) not in TORCH_LAYERS] == []
+
+
 def test_the_checks_catch_a_cycle_and_an_upward_import(tmp_path):
     pkg = tmp_path / "midialign"
     (pkg / "io").mkdir(parents=True)
@@ -174,18 +195,20 @@ ALIGN_AND_LIST_MODULES = f"""
 import json, sys
 from midialign import Aligner
 result = Aligner().align({str(EXAMPLE / "audio.flac")!r}, {str(EXAMPLE / "input.mid")!r})
-print(json.dumps({{"notes": len(result.notes), "modules": sorted(m for m in sys.modules if m.startswith("midialign"))}}))
+print(json.dumps({{"notes": len(result.notes), "modules": sorted(m for m in sys.modules if m.startswith("midialign")),
+                  "torch": "torch" in sys.modules}}))
 """
 
 
-def test_aligning_the_example_imports_no_training_or_evaluation_code():
+def test_aligning_the_example_imports_no_training_or_evaluation_code_nor_torch():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", ALIGN_AND_LIST_MODULES], capture_output=True, text=True, env=env,
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["notes"] == 96
-    assert "midialign.core.refiner" in report["modules"]  # the network really ran
+    assert {"midialign.core.refiner", "midialign.core.network", "midialign.core.checkpoint"} <= set(report["modules"])  # the network really ran
+    assert not report["torch"]  # the numpy CRNN: importing torch alone takes seconds
     unwanted = [m for m in report["modules"] if m.split(".")[1:2] in (["training"], ["evaluation"], ["cli"], ["plot"])]
     assert unwanted == []
 

@@ -3,7 +3,6 @@ import inspect
 
 import numpy as np
 import pytest
-import torch
 
 import midialign
 from midialign.cli import build_parser
@@ -14,16 +13,18 @@ from midialign.core.refiner import refine
 from midialign.notes import Notes
 
 
-class FixedRoll(torch.nn.Module):
-    """Stands in for the CRNN: returns a fixed probability roll whatever it is given."""
+class FixedRoll:
+    """Stands in for core.network.CRNN: returns a fixed probability roll whatever it is given."""
+
+    n_outputs = 1
 
     def __init__(self, prob: np.ndarray) -> None:
-        super().__init__()
-        self.prob = torch.from_numpy(np.clip(prob, 1e-4, 1 - 1e-4).astype(np.float32))
+        self.prob = np.clip(prob, 1e-4, 1 - 1e-4).astype(np.float32)
 
-    def forward(self, roll: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-        p = self.prob[:, : roll.shape[-1]].expand(roll.shape[0], -1, -1)
-        return torch.log(p / (1 - p))
+    def __call__(self, roll: np.ndarray, feats: np.ndarray) -> np.ndarray:
+        """Logits (B, 1, 88, T) for roll (B, 88, T)."""
+        p = self.prob[:, : roll.shape[-1]]
+        return np.broadcast_to(np.log(p / (1 - p)), (roll.shape[0], 1, *p.shape)).copy()
 
 
 def _loaded(prob: np.ndarray) -> LoadedModel:

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from midialign.core.network import default_weights_path, file_sha256, load_model
+from midialign.core.checkpoint import default_weights_path, file_sha256
+from midialign.core.network import load_model
 from midialign.io.table import read_note_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,10 +19,9 @@ def test_shipped_weights_match_their_recorded_sha256():
 
 
 def test_shipped_weights_load_strictly():
-    loaded = load_model()  # load_state_dict(strict=True) inside
+    loaded = load_model()  # exactly the keys and shapes of its configs
     assert loaded.feature_cfg.fps == 100 and loaded.feature_cfg.sample_rate == 16000
-    n_params = sum(p.numel() for p in loaded.model.parameters())
-    assert 100_000 < n_params < 2_000_000
+    assert 100_000 < loaded.model.n_parameters < 2_000_000
 
 
 def test_golden_regression_on_the_bundled_example():

@@ -146,7 +146,7 @@ def align(audio: AudioInput, notes: NotesInput, *, method: str = DEFAULT_METHOD,
 def import_align_path(method: str) -> None:
     """Import the libraries `method` needs, so the stage timings that follow measure work only.
 
-    Takes seconds in a new process (torch, librosa), nothing after.
+    A fraction of a second in a new process (numpy, soxr), nothing after.
     """
     if method == "none":
         return
@@ -155,7 +155,7 @@ def import_align_path(method: str) -> None:
     if method.startswith("dtw"):
         from .core import dtw  # noqa: F401  (numpy only)
     if "crnn" in method:
-        from .core import refiner  # noqa: F401  (torch)
+        from .core import refiner  # noqa: F401  (the numpy CRNN: no torch)
 
 
 def load_inputs(audio: AudioInput, notes: NotesInput, *, sample_rate: int) -> tuple[np.ndarray, Notes]:

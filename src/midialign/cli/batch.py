@@ -144,9 +144,9 @@ def _worker_aligner(weights: Path | None):
 
 def _init_worker(threads: int) -> None:
     # N workers x all cores would oversubscribe the CPU.
-    import torch
+    from ..core.network import set_threads
 
-    torch.set_num_threads(max(1, threads))
+    set_threads(threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
 
@@ -220,7 +220,7 @@ def _check_config(pairs: list[Pair], cfg: BatchConfig) -> None:
     if cfg.executor not in ("local", "ray"):
         raise InputError(f"unknown executor {cfg.executor!r}; choose local or ray")
     if "crnn" in cfg.method:
-        from ..core.network import default_weights_path
+        from ..core.checkpoint import default_weights_path
 
         weights = cfg.weights or default_weights_path()
         if not Path(weights).is_file():

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import AugmentConfig, FeatureConfig, ModelConfig, TrainConfig, config_to_dict
 from ..core.features import denormalise, normalise
-from ..core.network import CRNN, save_checkpoint
+from .model import CRNN, save_checkpoint
 from ..core.roll import notes_to_roll, onset_roll
 from ..io.atomic import atomic_write_bytes
 from .augment import apply_timing, clip_notes, draw_timing
