@@ -34,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "prelude"
-STAGES = ("imports", "load_model", "load", "features", "dtw", "network", "postprocess")
+STAGES = ("imports", "load_model", "load", "features", "dtw", "network", "postprocess", "match_check")
 
 ALIGN_IMPORTS = """
 import time

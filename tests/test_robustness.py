@@ -494,3 +494,13 @@ def test_long_audio_is_read_block_by_block_with_the_same_samples(tmp_path: Path)
     want = prepare_audio(stereo, 44100, 16000)
     assert got.dtype == np.float32 and got.shape == want.shape
     np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_align_reports_each_stage_from_start_to_end(tiny_pair: TinyPair, tiny_weights: Path) -> None:
+    calls: list[tuple[str, float]] = []
+    midialign.Aligner(tiny_weights).align(tiny_pair.audio, tiny_pair.midi, method="dtw+crnn", progress=lambda s, d: calls.append((s, d)))
+    stages = list(dict.fromkeys(s for s, _ in calls))
+    assert stages == ["read", "features", "dtw", "network", "check"]
+    for stage in stages:
+        done = [d for s, d in calls if s == stage]
+        assert done[0] == 0.0 and done[-1] == 1.0 and done == sorted(done)

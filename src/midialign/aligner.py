@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -50,13 +51,17 @@ class Aligner:
             self._model = load_model(self.weights)
         return self._model
 
-    def align(self, audio: AudioInput, notes: NotesInput, *, method: str = DEFAULT_METHOD) -> Alignment:
+    def align(self, audio: AudioInput, notes: NotesInput, *, method: str = DEFAULT_METHOD,
+              progress: Callable[[str, float], None] | None = None) -> Alignment:
         """Align notes to a recording.
 
         audio: a path, or (samples, sample_rate) with samples (n,) or (n, channels).
         notes: a path (.mid, .tsv/.csv, score) or a Notes list, times in seconds.
         method: none | dtw | crnn | dtw+crnn (default).
+        progress: called with (stage, share of it done 0-1) as the stages (read, features, dtw,
+        network, check) start, advance and end.
         """
+        report = progress if progress is not None else (lambda stage, done: None)
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         timings: dict[str, float] = {}
@@ -69,6 +74,7 @@ class Aligner:
             self.model
             timings["load_model"] = time.perf_counter() - t
         fcfg = self.model.feature_cfg if use_net else FeatureConfig()
+        report("read", 0.0)
         t = time.perf_counter()
         input_index = None
         if not isinstance(notes, Notes):
@@ -78,6 +84,7 @@ class Aligner:
         y, notes = load_inputs(audio, notes, sample_rate=fcfg.sample_rate)
         duration = len(y) / fcfg.sample_rate
         timings["load"] = time.perf_counter() - t
+        report("read", 1.0)
         warnings = sanity_warnings(notes, duration)
         if method == "none":
             return self._result(notes, notes, np.zeros(len(notes), bool), np.zeros(len(notes)), method=method,
@@ -85,28 +92,37 @@ class Aligner:
 
         from .core.features import compute_features
 
+        report("features", 0.0)
         t = time.perf_counter()
         feats = compute_features(y, fcfg)
         timings["features"] = time.perf_counter() - t
+        report("features", 1.0)
         current, path = notes, None
         if method.startswith("dtw"):
             from .core.dtw import align_notes
 
+            report("dtw", 0.0)
             t = time.perf_counter()
             current, path = align_notes(y, notes, sample_rate=fcfg.sample_rate, cfg=self.dtw, cqt=feats, fps=fcfg.fps)
             timings["dtw"] = time.perf_counter() - t
+            report("dtw", 1.0)
         moved = np.zeros(len(notes), bool)
         conf = np.full(len(notes), 0.5 if path is not None else 0.0)
         if use_net:
             from .core.refiner import refine
 
-            refined = refine(current, feats, model=self.model, inference=self.inference, keep_low_confidence=path is not None)
+            report("network", 0.0)
+            refined = refine(current, feats, model=self.model, inference=self.inference, keep_low_confidence=path is not None,
+                             progress=lambda done: report("network", done))
+            report("network", 1.0)
             current, moved, conf = refined.notes, refined.moved, refined.confidence
             timings["network"] = refined.network_s
             timings["postprocess"] = refined.decode_s
+        report("check", 0.0)
         t = time.perf_counter()
         check = self._check_match(feats, current, y=y, fcfg=fcfg, dtw_used=path is not None)
         timings["match_check"] = time.perf_counter() - t
+        report("check", 1.0)
         timings["total"] = time.perf_counter() - t0
         if (line := check.warning(self.evidence)) is not None:
             warnings.append(line)

@@ -64,11 +64,15 @@ def _run_align(args: argparse.Namespace) -> int:
 
     from ..aligner import Aligner
     from ..config import InferenceConfig
-    from .running import library_warnings_to_debug, run_interruptibly
+    from .running import StageBar, library_warnings_to_debug, run_interruptibly
 
     aligner = Aligner(args.weights, inference=InferenceConfig(offsets=args.offsets))
-    with library_warnings_to_debug():
-        result = run_interruptibly(lambda: aligner.align(args.audio, args.midi, method=args.method))
+    bar = StageBar(enabled=log.isEnabledFor(logging.INFO))
+    try:
+        with library_warnings_to_debug():
+            result = run_interruptibly(lambda: aligner.align(args.audio, args.midi, method=args.method, progress=bar))
+    finally:
+        bar.close()
     mismatch = result.transposition != 0 or result.match_score < aligner.evidence.min_score
     if args.strict and mismatch:
         log.error("%s: does not match %s (match score %.2f%s); nothing written (--strict)", args.audio, args.midi,

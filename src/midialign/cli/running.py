@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
+import time
 import warnings
 from typing import Callable, Iterator, TypeVar
 
@@ -48,3 +50,34 @@ def library_warnings_to_debug() -> Iterator[None]:
         finally:
             for w in caught:
                 log.debug("%s:%d: %s: %s", w.filename, w.lineno, w.category.__name__, w.message)
+
+
+class StageBar:
+    """Progress of Aligner.align's stages on stderr: a live bar on a terminal, debug lines elsewhere.
+
+    Call it as Aligner.align's progress(stage, share done); close() clears the bar.
+    """
+
+    WIDTH = 24
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.live = enabled and sys.stderr.isatty()
+        self.stage = ""
+        self.started = time.perf_counter()
+
+    def __call__(self, stage: str, done: float) -> None:
+        if stage != self.stage:
+            self.stage, self.started = stage, time.perf_counter()
+            log.debug("%s...", stage)
+        if self.live:
+            filled = int(round(self.WIDTH * min(max(done, 0.0), 1.0)))
+            bar = "#" * filled + "-" * (self.WIDTH - filled)
+            # A finished stage leaves a clean line, for a warning that may follow.
+            line = "" if done >= 1.0 else f"{stage:9s} [{bar}] {done:4.0%}  {time.perf_counter() - self.started:5.1f} s"
+            sys.stderr.write(f"\r\033[K{line}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.live:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()

@@ -13,6 +13,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -386,7 +387,8 @@ def _window_weight(n: int, fade: int) -> np.ndarray:
     return w
 
 
-def predict_probs(model: CRNN, roll: np.ndarray, feats: np.ndarray, *, fps: int, cfg: InferenceConfig) -> np.ndarray:
+def predict_probs(model: CRNN, roll: np.ndarray, feats: np.ndarray, *, fps: int, cfg: InferenceConfig,
+                  progress: Callable[[float], None] | None = None) -> np.ndarray:
     """Probabilities (C, 88, T) for a whole piece from overlapping windows, cross-faded.
 
     roll, feats: (88, T) at fps frames per second. C is ``model.n_outputs``: the frame roll,
@@ -397,6 +399,7 @@ def predict_probs(model: CRNN, roll: np.ndarray, feats: np.ndarray, *, fps: int,
     benchmark 2 threads took 4.4 s against 6.2 s for 1, and letting OpenBLAS thread the conv matmuls
     itself took 79 s on 2 busy cores (its threads spin-wait on tiny matmuls). The BLAS limit is
     process-wide while this runs. Memory is bounded by that many batches whatever the piece length.
+    progress: called with the share of windows done, 0-1, after each group of batches.
     """
     if roll.shape != feats.shape:
         raise ValueError(f"roll {roll.shape} and features {feats.shape} differ")
@@ -435,6 +438,8 @@ def predict_probs(model: CRNN, roll: np.ndarray, feats: np.ndarray, *, fps: int,
                     w = first if s == 0 else last if s == total - win else inner
                     acc[..., s:s + win] += p * w
                     norm[s:s + win] += w
+            if progress is not None:
+                progress(min(group + workers, len(batches)) / len(batches))
     return acc / np.maximum(norm, 1e-6)
 
 

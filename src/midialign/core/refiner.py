@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class Refinement:
 
 
 def refine(notes: Notes, feats: np.ndarray, *, model: LoadedModel, inference: InferenceConfig = InferenceConfig(),
-           keep_low_confidence: bool = False) -> Refinement:
+           keep_low_confidence: bool = False, progress: Callable[[float], None] | None = None) -> Refinement:
     """Move notes onto the audio with inference.passes rounds of the network.
 
     feats: (88, T) features of the recording at model.feature_cfg.fps (core.features.compute_features).
@@ -40,6 +41,7 @@ def refine(notes: Notes, feats: np.ndarray, *, model: LoadedModel, inference: In
     (use it when `notes` come from DTW: its time is then the safer answer).
     A later round starts from the last one's notes, closer to the audio like most training inputs;
     between rounds, unconfident notes are recentred on their confident neighbours (recentre).
+    progress: called with the share of the network's work done, 0-1.
     """
     current = notes
     moved = np.zeros(len(notes), bool)
@@ -49,15 +51,15 @@ def refine(notes: Notes, feats: np.ndarray, *, model: LoadedModel, inference: In
         if k:
             current = recentre(notes, current, anchors=moved & (conf >= inference.anchor_confidence), window_s=inference.anchor_window_s)
         t = time.perf_counter()
-        # The roll has no negative frames: move notes that start before 0 in, and back out after.
-        shift = max(0.0, -float(current.onsets.min()))
-        placed = current.shifted(shift) if shift else current
-        roll = notes_to_roll(placed, model.feature_cfg.fps, feats.shape[1])
-        prob = predict_probs(model.model, roll, feats, fps=model.feature_cfg.fps, cfg=inference)
+        # Notes before 0 s start the roll at frame 0 (notes_to_roll clips them); moving every note
+        # later instead would put the whole roll off the audio.
+        roll = notes_to_roll(current, model.feature_cfg.fps, feats.shape[1])
+        done = (lambda f, k=k: progress((k + f) / inference.passes)) if progress is not None else None
+        prob = predict_probs(model.model, roll, feats, fps=model.feature_cfg.fps, cfg=inference, progress=done)
         t2 = time.perf_counter()
         network_s += t2 - t
-        refined = refine_notes(placed, prob, fps=model.feature_cfg.fps, cfg=inference)
-        new = refined.notes.intervals - shift
+        refined = refine_notes(current, prob, fps=model.feature_cfg.fps, cfg=inference)
+        new = refined.notes.intervals.copy()
         conf = refined.confidence
         moved_now = refined.moved
         if keep_low_confidence:
