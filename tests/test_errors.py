@@ -163,3 +163,16 @@ def test_batch_empty_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     (tmp_path / "in").mkdir()
     rc = main(["batch", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--method", "none"])
     assert_one_line_error(rc, capsys.readouterr().err, tmp_path / "in", "no (audio, MIDI) pairs found")
+
+
+def test_a_command_without_its_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import midialign.cli.commands as commands
+
+    def needs_torch(args):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr(commands, "_run_train", needs_torch)
+    from midialign.cli import main
+
+    assert main(["train", "--cache", "c", "--out", "o"]) == 1
+    assert capsys.readouterr().err.strip() == "midialign: error: this needs the torch package: pip install 'midialign[train]'"

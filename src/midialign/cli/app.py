@@ -9,6 +9,9 @@ import sys
 from typing import Callable, Sequence
 
 log = logging.getLogger("midialign")
+# Packages outside `midialign align`, and the pyproject extra that installs each.
+EXTRAS = {"torch": "train", "fluidsynth": "train", "pyroomacoustics": "train", "librosa": "train", "scipy": "eval",
+          "mir_eval": "eval", "synctoolbox": "reference", "partitura": "score", "matplotlib": "plot", "ray": "ray"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.exception("failed")
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"midialign: error: {msg}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:  # a command beyond aligning, without its extra installed
+        top = (exc.name or "").partition(".")[0]
+        extra = EXTRAS.get(top)
+        hint = f": pip install 'midialign[{extra}]'" if extra else ""
+        print(f"midialign: error: this needs the {top or exc.name} package{hint}", file=sys.stderr)
         return 1
     except OSError as exc:  # disk full, permission denied while writing: the user's to fix
         print(f"midialign: error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
