@@ -4,9 +4,10 @@ For each length the bundled example (examples/prelude) is tiled to that many
 minutes of audio, so the benchmark runs from a clean clone. Then, each as a
 separate process:
 
-* cold: the first `midialign align` with an empty numba cache (NUMBA_CACHE_DIR
-  points at a fresh folder), as after `pip install`;
-* warm: the median of --warm-runs runs with that cache filled;
+* cold: the first `midialign align` with nothing cached: PYTHONPYCACHEPREFIX points at
+  a fresh folder, so every Python module (numpy's too) is compiled from source, more than a
+  first run after `pip install` does; NUMBA_CACHE_DIR is fresh too, for any numba code;
+* warm: the median of --warm-runs runs with those caches filled;
 * synctoolbox: its own pipeline as a user would run it (its imports, its
   filter-bank audio features, pandas MIDI features, MrMsDTW at our settings),
   median of --warm-runs runs. Its onset features' numba function has no
@@ -145,8 +146,7 @@ def bench_length(minutes: float, args: argparse.Namespace, env: dict[str, str]) 
         work = Path(tmp)
         audio, midi = tiled_input(minutes, work)
         row: dict = {"minutes": minutes}
-        cache = work / "numba_cache"
-        run_env = dict(env, NUMBA_CACHE_DIR=str(cache))
+        run_env = dict(env, NUMBA_CACHE_DIR=str(work / "numba_cache"), PYTHONPYCACHEPREFIX=str(work / "pycache"))
         if not args.skip_cold:
             row["cold"] = align_run(audio, midi, work, args.method, run_env)
         else:  # fill the fresh cache without reporting the run

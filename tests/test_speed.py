@@ -1,4 +1,4 @@
-"""What keeps `midialign align` quick: no plotting or data-frame packages on the align path, and the
+"""What keeps `midialign align` quick: no plotting, data-frame, torch, librosa, numba or scipy on the align path, and the
 numpy stand-ins for synctoolbox's pandas/libfmp helpers equal to the originals."""
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ from midialign.notes import Notes
 from conftest import TinyPair
 
 SRC = Path(__file__).resolve().parent.parent / "src"
-HEAVY = ("matplotlib", "IPython", "music21", "pandas", "partitura", "sklearn", "libfmp", "synctoolbox")
+# Plotting and data-frame packages, and everything that takes seconds to import or JIT-compiles on
+# a first run: the align path runs on numpy alone.
+HEAVY = ("matplotlib", "IPython", "music21", "pandas", "partitura", "sklearn", "libfmp", "synctoolbox", "torch", "librosa",
+         "numba", "scipy")
 
 ALIGN_AND_LIST_MODULES = """
 import json, sys
