@@ -18,13 +18,13 @@ FPS = 100
 CFG = EvidenceConfig()
 
 
-def played(notes: Notes, *, leak: float = 0.8, harmonic: float = 0.6) -> np.ndarray:
-    """(88, T) features of notes as a piano sounds them: the note's bin at 1 for 100 ms from its onset,
-    its second harmonic (+12) at `harmonic`, the semitones beside it at `leak` (CQT bins overlap)."""
+def played(notes: Notes, *, leak: float = 0.8, harmonic: float = 0.6, fundamental: float = 1.0) -> np.ndarray:
+    """(88, T) features of notes as a piano sounds them: the note's bin at `fundamental` for 100 ms from
+    its onset, its second harmonic (+12) at `harmonic`, the semitones beside it at `leak` (CQT bins overlap)."""
     feats = np.zeros((88, int(notes.end_time * FPS) + 50), dtype=np.float32)
     for on, p in zip(notes.onsets, notes.pitches):
         k, key = int(round(on * FPS)), int(p) - 21
-        for offset, level in ((0, 1.0), (12, harmonic), (-1, leak), (1, leak)):
+        for offset, level in ((0, fundamental), (12, harmonic), (-1, leak), (1, leak)):
             if 0 <= key + offset < 88:
                 feats[key + offset, k:k + 10] = np.maximum(feats[key + offset, k:k + 10], level)
     return feats
@@ -53,6 +53,12 @@ def test_a_transposed_midi_is_named(notes: Notes, midi_shift: int) -> None:
     check = check_match(feats, transposed(notes, midi_shift), fps=FPS, cfg=CFG)
     assert check.transposition == -midi_shift
     assert f"transposed by {midi_shift:+d} semitones" in check.warning(CFG)
+
+
+def test_an_octave_is_found_where_second_harmonics_outsound_fundamentals(notes: Notes) -> None:
+    feats = played(notes, harmonic=1.0, fundamental=0.9)  # a bass-heavy piece
+    assert check_match(feats, notes, fps=FPS, cfg=CFG).transposition == 0
+    assert check_match(feats, transposed(notes, 12), fps=FPS, cfg=CFG).transposition == -12
 
 
 def test_a_semitone_needs_the_realignment_to_agree(notes: Notes) -> None:

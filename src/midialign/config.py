@@ -195,8 +195,9 @@ class EvidenceConfig:
     min_score: float = 0.6
     # A transposed MIDI: the level an octave away beats the notes' own by this much. Right pairs:
     # an octave below -0.28 or less (no subharmonics), an octave above +0.03 or less (the second
-    # harmonic). Transposed copies: +0.09 or more below, +0.29 or more above.
-    octave_below_margin: float = 0.0
+    # harmonic). Transposed copies: above, +0.29 or more; below, -0.03 (bass-heavy Liszt, whose
+    # second harmonics outsound the fundamentals) to +0.26.
+    octave_below_margin: float = -0.15
     octave_above_margin: float = 0.15
     # Transposed by a semitone, notes still land on the neighbour's onsets; found at the aligned
     # times with a margin that right pairs never reached (-0.04 or less; transposed: -0.02 to +0.08),

@@ -83,12 +83,15 @@ def check_match(feats: np.ndarray, notes: Notes, *, fps: int, cfg: EvidenceConfi
         return MatchCheck(own, 0)
     margins = {-12: cfg.octave_below_margin, 12: cfg.octave_above_margin, -1: cfg.semitone_margin, 1: cfg.semitone_margin}
     shifted = {s: match_score(feats, notes, fps=fps, cfg=cfg, shift=s) for s in margins}
-    gains = {s: shifted[s] - own - m for s, m in margins.items()}
-    # A transposition must also explain the recording: the notes at the shifted pitch score like a right pair.
-    found = [s for s in sorted(gains, key=lambda s: -gains[s]) if gains[s] > 0 and shifted[s] >= cfg.min_score]
-    for shift in found:
+    gains = {s: shifted[s] - own - m if np.isfinite(shifted[s]) else -np.inf for s, m in margins.items()}
+    for shift in sorted(gains, key=lambda s: -gains[s]):
+        if gains[shift] <= 0:
+            break
         if abs(shift) == 12 or realign is None:
-            return MatchCheck(own, shift)
+            # The notes at the shifted pitch must score like a right pair, not just less badly.
+            if shifted[shift] >= cfg.min_score:
+                return MatchCheck(own, shift)
+            continue
         moved = Notes(notes.intervals, np.clip(notes.pitches + shift, PITCH_MIN, PITCH_MAX), notes.velocities, notes.pedal)
         again = match_score(feats, realign(moved), fps=fps, cfg=cfg)
         if again > own + cfg.semitone_confirm_gain and again >= cfg.min_score:
