@@ -504,3 +504,17 @@ def test_align_reports_each_stage_from_start_to_end(tiny_pair: TinyPair, tiny_we
     for stage in stages:
         done = [d for s, d in calls if s == stage]
         assert done[0] == 0.0 and done[-1] == 1.0 and done == sorted(done)
+
+
+def test_an_hour_long_midi_is_written_readable_and_read_back(tmp_path: Path) -> None:
+    import pretty_midi
+
+    from midialign.io.midi import write_midi
+    from midialign.notes import Notes
+
+    on = np.array([1.0, 1800.0, 3599.0])
+    notes = Notes(np.stack([on, on + 0.5], 1), np.array([60, 64, 67]), np.array([80, 80, 80]))
+    write_midi(notes, tmp_path / "hour.mid")
+    pm = pretty_midi.PrettyMIDI(str(tmp_path / "hour.mid"))  # other tools' pretty_midi: under its 1e7-tick limit
+    np.testing.assert_allclose([n.start for n in pm.instruments[0].notes], on, atol=1e-3)
+    np.testing.assert_allclose(read_midi(tmp_path / "hour.mid").onsets, on, atol=1e-3)

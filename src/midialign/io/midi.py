@@ -13,6 +13,7 @@ from ..notes import Notes
 from .atomic import atomic_write_bytes
 
 log = logging.getLogger("midialign")
+MAX_READ_TICKS = 50_000_000
 
 
 def read_midi(path: str | Path, *, clip_range: bool = True) -> Notes:
@@ -32,6 +33,9 @@ def read_midi_indexed(path: str | Path, *, clip_range: bool = True) -> tuple[Not
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     try:
+        # pretty_midi refuses a last tick past 1e7 as "likely corrupt": an hour at 1920 ticks per
+        # beat and 120 bpm passes it. Its tick-to-time table costs 8 bytes a tick, so allow 3 hours' worth.
+        pretty_midi.pretty_midi.MAX_TICK = max(pretty_midi.pretty_midi.MAX_TICK, MAX_READ_TICKS)
         pm = pretty_midi.PrettyMIDI(str(path))
     except Exception as exc:  # pretty_midi raises many types on corrupt files
         raise InputError(f"{path}: not a readable MIDI file ({type(exc).__name__}: {exc})") from None
@@ -59,8 +63,11 @@ def read_midi_indexed(path: str | Path, *, clip_range: bool = True) -> tuple[Not
 def notes_to_pretty_midi(notes: Notes):
     import pretty_midi
 
-    # One tempo (120 bpm) and a fine resolution: ticks are 1/1920 beat = 0.26 ms.
-    pm = pretty_midi.PrettyMIDI(resolution=1920, initial_tempo=120.0)
+    from .midi_structure import plain_tempo_us
+
+    # One tempo (120 bpm, slower for files over 40 min) and a fine resolution: ticks are 1/1920 beat = 0.26 ms.
+    end = float(np.nanmax(np.concatenate([[0.0], notes.offsets, notes.pedal[:, 0]])))
+    pm = pretty_midi.PrettyMIDI(resolution=1920, initial_tempo=6e7 / plain_tempo_us(end))
     inst = pretty_midi.Instrument(program=0, name="Piano")
     for (on, off), p, v in zip(notes.intervals, notes.pitches, notes.velocities):
         on = max(float(on), 0.0)

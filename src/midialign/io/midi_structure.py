@@ -36,6 +36,8 @@ OTHER, NOTE_ON, NOTE_OFF, TEMPO, END = range(5)
 DRUM_CHANNEL = 9
 MAX_TEMPO_US = 0xFFFFFF  # a set_tempo event holds 24 bits
 MAX_TICKS_PER_BEAT = 0x7FFF
+# pretty_midi refuses files whose last tick passes 1e7 ("likely corrupt"); the plain output stays below.
+READABLE_TICKS = 9_900_000
 COMMON_TICKS_PER_BEAT = 480
 
 
@@ -209,15 +211,24 @@ def _plain_midi(structure: MidiStructure, aligned: np.ndarray, cfg: MidiOutputCo
     matched = np.isfinite(aligned[:, 0])
     src = structure.seconds[structure.pairs[matched, 0]]
     warp = onset_time_map(src, aligned[matched, 0])
-    per_second = cfg.ticks_per_beat * 1e6 / cfg.tempo_us
-    ticks = np.round(np.maximum(warp(structure.seconds), 0.0) * per_second).astype(np.int64)
+    seconds = np.maximum(warp(structure.seconds), 0.0)
+    tempo_us = plain_tempo_us(float(max(seconds.max(initial=0.0), np.nanmax(aligned[:, 1], initial=0.0))), cfg)
+    per_second = cfg.ticks_per_beat * 1e6 / tempo_us
+    ticks = np.round(seconds * per_second).astype(np.int64)
     on_ticks = ticks[structure.pairs[:, 0]]
     off_ticks = ticks[structure.pairs[:, 1]]
     on_ticks[matched] = np.round(aligned[matched, 0] * per_second)
     off_ticks[matched] = np.round(aligned[matched, 1] * per_second)
-    data = _write(structure, ticks, on_ticks, off_ticks, ticks_per_beat=cfg.ticks_per_beat, tempo=[(0, cfg.tempo_us)])
+    data = _write(structure, ticks, on_ticks, off_ticks, ticks_per_beat=cfg.ticks_per_beat, tempo=[(0, tempo_us)])
     report = {"mode": "plain", "ticks_per_beat": cfg.ticks_per_beat, "n_tempo_events": 1, "n_tracks": len(structure.file.tracks)}
-    return AlignedMidi(data, np.array([[0.0, 6e7 / cfg.tempo_us]]), report)
+    return AlignedMidi(data, np.array([[0.0, 6e7 / tempo_us]]), report)
+
+
+def plain_tempo_us(end_s: float, cfg: MidiOutputConfig = MidiOutputConfig()) -> int:
+    """The plain output's tempo (µs per beat): cfg.tempo_us, or slower for a file so long that its
+    last tick would pass READABLE_TICKS (pretty_midi refuses such files as corrupt). A tick then
+    lasts end_s / READABLE_TICKS: 0.36 ms for an hour, 1.1 ms for three."""
+    return max(cfg.tempo_us, math.ceil(end_s * 1e6 * cfg.ticks_per_beat / READABLE_TICKS))
 
 
 def onset_time_map(src: np.ndarray, dst: np.ndarray, *, edge_s: float = 2.0):
