@@ -164,11 +164,11 @@ def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
 
 @needs_proc
 def test_ctrl_c_stops_a_batch_within_a_second_and_keeps_a_true_summary(tmp_path: Path) -> None:
-    pairs = batch_pairs(tmp_path / "in", 6)
+    pairs = batch_pairs(tmp_path / "in", 40)  # a pair takes a tenth of a second: enough to be stopped midway
     out = tmp_path / "out"
     main_proc = cli_process("batch", str(pairs), "--out", str(out), "--jobs", "2", "--method", "dtw", "-q")
     workers = wait_for(lambda: len(live_workers(main_proc.pid)) >= 2 and live_workers(main_proc.pid), 60, "two workers")
-    time.sleep(1.0)  # the workers are busy starting up or aligning
+    time.sleep(0.3)  # the workers are busy starting up or aligning
     main_proc.send_signal(signal.SIGINT)
     t0 = time.monotonic()
     try:

@@ -440,7 +440,8 @@ def predict_probs(model: CRNN, roll: np.ndarray, feats: np.ndarray, *, fps: int,
                     norm[s:s + win] += w
             if progress is not None:
                 progress(min(group + workers, len(batches)) / len(batches))
-    return acc / np.maximum(norm, 1e-6)
+    acc /= np.maximum(norm, 1e-6)  # in place: an hour's probabilities are 250 MB
+    return acc
 
 
 _THREADS: int | None = None

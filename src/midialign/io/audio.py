@@ -40,13 +40,19 @@ def _read_mono(f, sample_rate: int, block: int = 1 << 16) -> np.ndarray:
     import soxr
 
     stream = soxr.ResampleStream(f.samplerate, sample_rate, 1, dtype="float32", quality="HQ") if f.samplerate != sample_rate else None
-    parts = []
+    # One buffer of the expected length, filled in place: no list of blocks to concatenate (twice the memory).
+    out = np.empty(int(np.ceil(max(f.frames, 0) * sample_rate / f.samplerate)) + block, dtype=np.float32)
+    filled = 0
     while True:
         x = f.read(block, dtype="float32", always_2d=True).mean(axis=1, dtype=np.float32)
         last = len(x) < block
-        parts.append(stream.resample_chunk(x, last=last) if stream is not None else x)
+        y = stream.resample_chunk(x, last=last) if stream is not None else x
+        if filled + len(y) > len(out):  # a file whose header undercounts its frames
+            out = np.concatenate([out[:filled], np.empty(len(out) + len(y), dtype=np.float32)])
+        out[filled:filled + len(y)] = y
+        filled += len(y)
         if last:
-            return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+            return out[:filled]
 
 
 def _load_with_audioread(path: Path, first_error: Exception) -> tuple[np.ndarray, int]:
