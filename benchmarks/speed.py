@@ -10,7 +10,7 @@ separate process:
 * warm: the median of --warm-runs runs with those caches filled;
 * synctoolbox: its own pipeline as a user would run it (its imports, its
   filter-bank audio features, pandas MIDI features, MrMsDTW at our settings),
-  median of --warm-runs runs. Its onset features' numba function has no
+  median of --warm-runs runs, each right after a warm run. Its onset features' numba function has no
   cache=True, so every one of its processes compiles it.
 
 Stage times come from `--json`; "start-up" is the rest of the wall time
@@ -151,17 +151,20 @@ def bench_length(minutes: float, args: argparse.Namespace, env: dict[str, str]) 
             row["cold"] = align_run(audio, midi, work, args.method, run_env)
         else:  # fill the fresh cache without reporting the run
             align_run(audio, midi, work, args.method, run_env)
-        warm = [align_run(audio, midi, work, args.method, run_env) for _ in range(args.warm_runs)]
-        row["warm"] = median_run(warm)
-        row["warm_walls_s"] = [r["wall_s"] for r in warm]
-        if not args.skip_synctoolbox:
-            cmd = [sys.executable, "-c", SYNCTOOLBOX_PIPELINE, str(audio), str(midi)]
-            refs = []
-            for _ in range(args.warm_runs):
+        # Warm runs and synctoolbox runs alternate, so a change in the machine's load touches both alike.
+        warm, refs = [], []
+        cmd = [sys.executable, "-c", SYNCTOOLBOX_PIPELINE, str(audio), str(midi)]
+        for _ in range(args.warm_runs):
+            warm.append(align_run(audio, midi, work, args.method, run_env))
+            if not args.skip_synctoolbox:
                 wall, cpu, rss, out = run_measured(cmd, env)
                 imports, features, dtw = map(float, out.split("TIMINGS")[-1].split())
                 refs.append({"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": rss, "stages_s": {"imports": imports, "features": features, "dtw": dtw}})
+        row["warm"] = median_run(warm)
+        row["warm_walls_s"] = [r["wall_s"] for r in warm]
+        if refs:
             row["synctoolbox"] = median_run(refs)
+            row["synctoolbox_walls_s"] = [r["wall_s"] for r in refs]
     return row
 
 
