@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from .alignment import Alignment
 from .config import DEFAULT_METHOD, METHODS, MIN_NOTE_S, DTWConfig, EvidenceConfig, FeatureConfig, InferenceConfig
 from .errors import InputError
 from .notes import Notes
+
+if TYPE_CHECKING:
+    from .core.evidence import MatchCheck
 
 log = logging.getLogger("midialign")
 
@@ -129,7 +132,7 @@ class Aligner:
         return self._result(notes, current, moved, conf, method=method, duration=duration, path=path, timings=timings,
                             warnings=warnings, input_index=input_index, check=check)
 
-    def _check_match(self, feats: np.ndarray, aligned: Notes, *, y: np.ndarray, fcfg: FeatureConfig, dtw_used: bool):
+    def _check_match(self, feats: np.ndarray, aligned: Notes, *, y: np.ndarray, fcfg: FeatureConfig, dtw_used: bool) -> "MatchCheck":
         """core.evidence.check_match of the aligned notes; a suspected semitone is aligned again by DTW."""
         from .core.evidence import check_match
 
@@ -142,7 +145,7 @@ class Aligner:
 
     def _result(self, notes: Notes, aligned: Notes, moved: np.ndarray, conf: np.ndarray, *, method: str, duration: float,
                 path: np.ndarray | None, timings: dict[str, float], warnings: list[str], input_index: np.ndarray | None,
-                check=None) -> Alignment:
+                check: "MatchCheck | None" = None) -> Alignment:
         aligned, n_clipped = clip_to_audio(aligned, duration)
         if n_clipped:
             warnings.append(f"{n_clipped} of {len(aligned)} notes fell outside the audio (0-{duration:.2f} s) and were clipped into it")

@@ -88,8 +88,9 @@ def _run_align(args: argparse.Namespace) -> int:
             tempo = midi.tempo if args.tempo_map else output_midi(result, args.midi, tempo_map=True).tempo
         png = plot_png(result, args.audio, start=plot_range[0], end=plot_range[1], tempo=tempo)
     write_outputs(result, paths, audio=args.audio, notes=args.midi, plot_png=png, midi=midi)
-    log.info("aligned %d notes with %s in %.2f s (%.0f%% moved, match score %.2f) -> %s", len(result.notes), result.method,
-             result.timings.get("total", 0.0), 100 * result.share_moved, result.match_score, args.output)
+    match = f", match score {result.match_score:.2f}" if result.match_score == result.match_score else ""  # NaN: not measured
+    log.info("aligned %d notes with %s in %.2f s (%.0f%% moved%s) -> %s", len(result.notes), result.method,
+             result.timings.get("total", 0.0), 100 * result.share_moved, match, args.output)
     if args.tempo_map:
         log.info("tempo map: %d tempo events; %d of %d notes moved off their input ticks", midi.report["n_tempo_events"],
                  midi.report["n_off_grid"], midi.report["n_notes"])
