@@ -211,7 +211,7 @@ def markdown(result: dict) -> str:
         if "synctoolbox" in row:
             r = row["synctoolbox"]
             s = r["stages_s"]
-            lines.append(f"| {m:g} | | synctoolbox | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | | {s['imports']:.2f} | | | {s['features']:.2f} | {s['dtw']:.2f} | | | {r['peak_rss_mib']:.0f} |")
+            lines.append(f"| {m:g} | | synctoolbox | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | | {s['imports']:.2f} | | | {s['features']:.2f} | {s['dtw']:.2f} | | | | {r['peak_rss_mib']:.0f} |")
     lines.append("")
     summary = [f"Align-path imports: {result['align_path_imports_s']:.2f} s (median of 3 processes)."]
     for row in result["rows"]:
