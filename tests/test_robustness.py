@@ -96,7 +96,9 @@ def cli_process(*args: str, stderr=subprocess.PIPE, setup: str = "") -> subproce
     src = str(Path(midialign.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     code = f"import sys\n{setup}\nfrom midialign.cli import main\nsys.exit(main())"
-    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    # A test run started in the background inherits an ignored SIGINT, which Python would keep: restore it.
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def live_workers(pid: int) -> list[int]:
@@ -221,9 +223,14 @@ def test_a_pair_abandoned_at_ctrl_c_writes_nothing_afterwards(tmp_path: Path, mo
 
     monkeypatch.setattr(midialign.aligner.Aligner, "align", slow_align)
     out = tmp_path / "out"
-    threading.Timer(0.3, _thread.interrupt_main).start()  # Ctrl-C while the first pair is aligning
-    with pytest.raises(KeyboardInterrupt):
-        run_batch(find_pairs(batch_pairs(tmp_path / "in", 2)), BatchConfig(out_dir=out, method="none", progress=False))
+    # As in a terminal, even when pytest runs in the background (which ignores SIGINT).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Timer(0.3, _thread.interrupt_main).start()  # Ctrl-C while the first pair is aligning
+        with pytest.raises(KeyboardInterrupt):
+            run_batch(find_pairs(batch_pairs(tmp_path / "in", 2)), BatchConfig(out_dir=out, method="none", progress=False))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     time.sleep(1.5)  # the abandoned thread has finished its alignment by now
     assert not list(out.glob("*.mid")) and not list(out.glob("*.json"))
     rows = list(csv.DictReader((out / "batch_summary.csv").open()))
