@@ -5,9 +5,9 @@ the median, over notes, of the log-CQT level at the note's pitch in the 60 ms fr
 onset (features.normalise scale: 1 is about the piece's loudest bin). It does not use the
 network, so a refiner that moves notes onto whatever is nearby cannot inflate it.
 
-Calibrated on 52 validation pairs (asap_score renders and real ENSTDkAm recordings) against 20
-wrong-piece pairs made from them: right pairs scored 0.67-0.90, wrong ones 0.31-0.52
-(docs/robustness.md).
+With the default method, the 99 validation cases (asap_score renders and real ENSTDkAm
+recordings) scored 0.70-0.90 and 20 wrong-piece pairs made from them 0.35-0.58
+(benchmarks/match_check.py, docs/robustness.md).
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ class MatchCheck:
                     f"is the MIDI transposed by {-self.transposition:+d} semitones?")
         if np.isfinite(self.score) and self.score < cfg.min_score:
             return (f"match score {self.score:.2f} is below {cfg.min_score:.2f}: "
-                    "the recording may not be of these notes (right pieces score 0.67-0.90)")
+                    "the recording may not be of these notes (right pieces score 0.70-0.90)")
         return None
 
 
