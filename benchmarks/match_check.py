@@ -66,7 +66,7 @@ def main() -> None:
         result = aligner.align(audio_of(audio_case), notes)
         row = {"kind": kind, "set": folder, "audio": audio_case.name, "notes": notes_case.name, "shift": shift,
                "match_score": result.match_score, "transposition": result.transposition,
-               "flagged": bool(result.transposition or result.match_score < aligner.evidence.min_score)}
+               "flagged": aligner.mismatch(result) is not None}
         # A transposed input is recognised when the check names the shift that undoes it.
         row["named"] = result.transposition == -shift if shift else None
         rows.append(row)

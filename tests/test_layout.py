@@ -214,7 +214,8 @@ def test_aligning_the_example_imports_no_training_or_evaluation_code_nor_torch()
 
 
 def private_uses(path: Path) -> list[str]:
-    """'file:line name' for each `from midialign... import _x` and each `<midialign module>...._x` in a file."""
+    """'file:line name' for each import of a midialign name that starts with an underscore, and each
+    such attribute read from a midialign module or object, in a file."""
     tree = ast.parse(path.read_text(), filename=str(path))
     bound: set[str] = set()  # local names bound to midialign modules or objects
     found = []
@@ -248,7 +249,7 @@ def test_private_use_scan_finds_both_forms(tmp_path):
     # The fixture's private names are built, so this file itself holds no private import.
     hidden, helper = "_" + "hidden", "_" + "helper"
     script.write_text(f"import midialign.core.dtw as d\nfrom midialign.io import {hidden}\nd.{helper}()\nd.public()\n")
-    assert private_uses(script) == ["s.py:2 midialign.io._hidden", "s.py:3 ._helper"]
+    assert private_uses(script) == [f"s.py:2 midialign.io.{hidden}", f"s.py:3 .{helper}"]
 
 
 @pytest.mark.parametrize("folder", ["tests", "scripts", "benchmarks"])

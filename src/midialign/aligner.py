@@ -132,6 +132,12 @@ class Aligner:
         return self._result(notes, current, moved, conf, method=method, duration=duration, path=path, timings=timings,
                             warnings=warnings, input_index=input_index, check=check)
 
+    def mismatch(self, result: Alignment) -> str | None:
+        """The match check's warning for result (a wrong piece or a transposed MIDI), or None."""
+        from .core.evidence import MatchCheck
+
+        return MatchCheck(result.match_score, result.transposition).warning(self.evidence)
+
     def _check_match(self, feats: np.ndarray, aligned: Notes, *, y: np.ndarray, fcfg: FeatureConfig, dtw_used: bool) -> "MatchCheck":
         """core.evidence.check_match of the aligned notes; a suspected semitone is aligned again by DTW."""
         from .core.evidence import check_match

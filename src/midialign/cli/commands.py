@@ -73,10 +73,9 @@ def _run_align(args: argparse.Namespace) -> int:
             result = run_interruptibly(lambda: aligner.align(args.audio, args.midi, method=args.method, progress=bar))
     finally:
         bar.close()
-    mismatch = result.transposition != 0 or result.match_score < aligner.evidence.min_score
-    if args.strict and mismatch:
-        log.error("%s: does not match %s (match score %.2f%s); nothing written (--strict)", args.audio, args.midi,
-                  result.match_score, f", transposed by {-result.transposition:+d} semitones" if result.transposition else "")
+    problem = aligner.mismatch(result) if args.strict else None
+    if problem is not None:
+        log.error("%s: does not match %s: %s; nothing written (--strict)", args.audio, args.midi, problem)
         return 3
     midi = output_midi(result, args.midi, tempo_map=args.tempo_map)
     png = None

@@ -343,6 +343,7 @@ def cqt_audio_features(cqt: np.ndarray, fps: int, cfg: DTWConfig) -> tuple[np.nd
     step = fps // fr
     n_out = (cqt.shape[1] - 1) // step + 1
     win = np.bartlett(2 * step + 1)[1:-1]
+    win /= win.sum()
 
     f_chroma = np.zeros((12, n_out))
     for key in range(cqt.shape[0]):  # low to high: pitch_to_chroma's order of additions
@@ -350,7 +351,7 @@ def cqt_audio_features(cqt: np.ndarray, fps: int, cfg: DTWConfig) -> tuple[np.nd
         energy = denormalise(cqt[key:key + 1]) ** 2
         # Frame j must be centred on j / fr: a centred triangle over 2 * step - 1 frames, then decimate.
         if step > 1:
-            energy = centred_filter(energy, win / win.sum())
+            energy = centred_filter(energy, win)
         f_chroma[(key + PITCH_MIN) % 12] += energy[0, ::step][:n_out]
     chroma = quantize_chroma(f_chroma)
 
